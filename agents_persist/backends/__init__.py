@@ -1,0 +1,1 @@
+"""One module per storage backend; nothing here is imported eagerly so extras stay optional."""

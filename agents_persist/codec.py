@@ -1,0 +1,185 @@
+"""Encoding of stored bytes: one msgspec encoder, typed decoders, a format version.
+
+Every stored blob starts with one format-version byte followed by msgpack.
+Blobs of an older known format are upgraded on read; a newer, unknown format
+raises :class:`~agents_persist.errors.UnsupportedFormatError`. Nothing is ever
+pickled or imported by name.
+
+Messages are encoded one by one so that a save can append just the new ones;
+a chained BLAKE2b digest over the encoded messages identifies a stored prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import msgspec
+
+from .errors import CorruptSnapshotError, SerializationError, UnsupportedFormatError
+from .models import AgentMessage, AgentStateSnapshot, HitlInterrupt, TodoItem
+
+__all__ = [
+    "FORMAT_VERSION",
+    "EMPTY_DIGEST",
+    "HeadRecord",
+    "encode_message",
+    "decode_message",
+    "encode_head",
+    "decode_head",
+    "chain_digest",
+    "ensure_json_like",
+]
+
+FORMAT_VERSION = 1
+DIGEST_SIZE = 16
+EMPTY_DIGEST = bytes(DIGEST_SIZE)
+_FORMAT_PREFIX = bytes([FORMAT_VERSION])
+_MAX_JSON_DEPTH = 64
+
+
+class HeadRecord(msgspec.Struct, omit_defaults=True):
+    """The part of a snapshot stored in a thread's head besides its message log."""
+
+    todos: List[TodoItem] = []
+    current_interrupt: Optional[HitlInterrupt] = None
+    metadata: Dict[str, Any] = {}
+
+
+_encoder = msgspec.msgpack.Encoder()
+_message_decoder = msgspec.msgpack.Decoder(AgentMessage)
+_head_decoder = msgspec.msgpack.Decoder(HeadRecord)
+
+
+def ensure_json_like(value: Any, where: str, thread_id: Optional[str] = None) -> None:
+    """Raise :class:`SerializationError` unless ``value`` is JSON-like.
+
+    JSON-like means None, bool, int, float, str, and lists or str-keyed dicts
+    of those, nested at most 64 deep. Checking before encoding means a
+    refused snapshot writes nothing and never round-trips as something else
+    (a tuple as a list, a datetime as a string).
+    """
+    stack = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        kind = type(item)
+        if item is None or kind in (str, bool, int):
+            continue
+        if kind is float:
+            if math.isnan(item) or math.isinf(item):
+                raise SerializationError(f"{path} holds {item!r}, which JSON cannot represent", thread_id=thread_id)
+            continue
+        if depth >= _MAX_JSON_DEPTH:
+            raise SerializationError(f"{path} is nested deeper than {_MAX_JSON_DEPTH} levels", thread_id=thread_id)
+        if kind is list:
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item))
+        elif kind is dict:
+            for key, v in item.items():
+                if type(key) is not str:
+                    raise SerializationError(f"{path} has a non-str key {key!r}", thread_id=thread_id)
+                stack.append((v, f"{path}[{key!r}]", depth + 1))
+        else:
+            raise SerializationError(
+                f"{path} holds a {kind.__name__}, which is not JSON-like", thread_id=thread_id
+            )
+
+
+def _check_message(message: Any, index: int, thread_id: Optional[str]) -> None:
+    if type(message) is not AgentMessage:
+        raise SerializationError(
+            f"messages[{index}] is a {type(message).__name__}, not an AgentMessage", thread_id=thread_id
+        )
+    if type(message.content) is not str:
+        ensure_json_like(message.content, f"messages[{index}].content", thread_id)
+    if message.metadata:
+        ensure_json_like(message.metadata, f"messages[{index}].metadata", thread_id)
+    for call in message.tool_calls:
+        ensure_json_like(call.arguments, f"messages[{index}].tool_calls[{call.id!r}].arguments", thread_id)
+
+
+def encode_message(message: AgentMessage, index: int = 0, thread_id: Optional[str] = None) -> bytes:
+    """Validate and encode one message; ``index`` only names it in errors."""
+    _check_message(message, index, thread_id)
+    try:
+        return _FORMAT_PREFIX + _encoder.encode(message)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(f"messages[{index}] cannot be encoded: {exc}", thread_id=thread_id) from exc
+
+
+def encode_messages(messages: Sequence[AgentMessage], start: int = 0, thread_id: Optional[str] = None) -> List[bytes]:
+    """Encode ``messages``, numbering them from ``start`` in error messages."""
+    return [encode_message(m, start + i, thread_id) for i, m in enumerate(messages)]
+
+
+def encode_head(state: AgentStateSnapshot, thread_id: Optional[str] = None) -> bytes:
+    """Validate and encode the head part (todos, interrupt, metadata) of a snapshot."""
+    if not isinstance(state, AgentStateSnapshot):
+        raise SerializationError(f"expected an AgentStateSnapshot, got {type(state).__name__}", thread_id=thread_id)
+    ensure_json_like(state.metadata, "metadata", thread_id)
+    for i, todo in enumerate(state.todos):
+        if type(todo) is not TodoItem:
+            raise SerializationError(f"todos[{i}] is a {type(todo).__name__}, not a TodoItem", thread_id=thread_id)
+    interrupt = state.current_interrupt
+    if interrupt is not None:
+        if type(interrupt) is not HitlInterrupt:
+            raise SerializationError("current_interrupt is not a HitlInterrupt", thread_id=thread_id)
+        ensure_json_like(interrupt.tool_args, "current_interrupt.tool_args", thread_id)
+    record = HeadRecord(todos=state.todos, current_interrupt=interrupt, metadata=state.metadata)
+    try:
+        return _FORMAT_PREFIX + _encoder.encode(record)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(f"snapshot head cannot be encoded: {exc}", thread_id=thread_id) from exc
+
+
+def _split_format(blob: bytes, what: str, thread_id: Optional[str]) -> memoryview:
+    if not blob:
+        raise CorruptSnapshotError(f"thread {thread_id!r}: {what} is empty", thread_id=thread_id)
+    version = blob[0]
+    if version > FORMAT_VERSION:
+        raise UnsupportedFormatError(
+            f"thread {thread_id!r}: {what} has format version {version}, newer than this agents_persist "
+            f"understands ({FORMAT_VERSION}); upgrade agents_persist",
+            thread_id=thread_id,
+        )
+    if version != FORMAT_VERSION:
+        # Older formats would be upgraded here; version 0 never existed.
+        raise CorruptSnapshotError(f"thread {thread_id!r}: {what} has unknown format version {version}", thread_id=thread_id)
+    return memoryview(blob)[1:]
+
+
+def decode_message(blob: bytes, thread_id: Optional[str] = None) -> AgentMessage:
+    """Decode one stored message, raising :class:`CorruptSnapshotError` naming the thread."""
+    body = _split_format(blob, "a stored message", thread_id)
+    try:
+        return _message_decoder.decode(body)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise CorruptSnapshotError(f"thread {thread_id!r}: a stored message is corrupt: {exc}", thread_id=thread_id) from exc
+
+
+def decode_messages(blobs: Iterable[bytes], thread_id: Optional[str] = None) -> List[AgentMessage]:
+    """Decode stored messages in order."""
+    return [decode_message(b, thread_id) for b in blobs]
+
+
+def decode_head(blob: bytes, thread_id: Optional[str] = None) -> HeadRecord:
+    """Decode a stored head, raising :class:`CorruptSnapshotError` naming the thread."""
+    body = _split_format(blob, "the stored head", thread_id)
+    try:
+        return _head_decoder.decode(body)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise CorruptSnapshotError(f"thread {thread_id!r}: the stored head is corrupt: {exc}", thread_id=thread_id) from exc
+
+
+def chain_digest(previous: bytes, blobs: Iterable[bytes]) -> bytes:
+    """Extend the digest of a stored message prefix by ``blobs``.
+
+    ``digest(m1..mn) = H(digest(m1..mn-1) || enc(mn))`` with ``digest() =
+    EMPTY_DIGEST``, so an append costs only the new messages and the digest
+    does not depend on how messages were batched into saves.
+    """
+    digest = previous
+    blake2b = hashlib.blake2b
+    for blob in blobs:
+        digest = blake2b(digest + blob, digest_size=DIGEST_SIZE).digest()
+    return digest

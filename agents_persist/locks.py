@@ -1,0 +1,63 @@
+"""Per-thread-ID locks: one reentrant lock per conversation, none global.
+
+Operations on one thread ID are serialized inside the process; operations on
+different thread IDs never wait on each other. A lock lives only while someone
+holds or waits for it (weak values), so the table does not grow with the
+number of threads ever seen. After ``fork`` the child starts with a fresh
+table: locks held by the parent's other threads would otherwise never be
+released in the child.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["LockRegistry"]
+
+_registries: "weakref.WeakSet[LockRegistry]" = weakref.WeakSet()
+
+
+class LockRegistry:
+    """Hands out one ``threading.RLock`` per key, kept only while in use."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
+        _registries.add(self)
+
+    def get(self, key: str) -> "threading.RLock":
+        """Return the lock for ``key``; the caller must keep a reference while using it."""
+        with self._mutex:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = threading.RLock()
+                self._locks[key] = lock
+            return lock
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """Hold the lock of ``key`` for the duration of the block (reentrant)."""
+        lock = self.get(key)
+        with lock:
+            yield
+
+    def __len__(self) -> int:
+        with self._mutex:
+            return len(self._locks)
+
+    def _reset_after_fork(self) -> None:
+        self._mutex = threading.Lock()
+        self._locks = weakref.WeakValueDictionary()
+
+
+def _after_fork_in_child() -> None:
+    for registry in list(_registries):
+        registry._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,114 @@
+"""``from_url``: pick and build a checkpointer from a URL, importing its driver lazily.
+
+Schemes map to ``"module:Class"`` strings, so choosing ``memory://`` never
+imports redis, psycopg2 or boto3. Every backend class has a ``from_url``
+classmethod; this module only dispatches, and hides passwords in anything it
+prints.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import threading
+from typing import TYPE_CHECKING, Any, Dict, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .base import Checkpointer
+
+__all__ = ["from_url", "register_scheme", "redact_url", "ENV_URL", "DEFAULT_URL"]
+
+ENV_URL = "AGENTS_PERSIST_URL"
+DEFAULT_URL = "sqlite:///agents_persist.db"
+
+_EXTRAS = {
+    "agents_persist.backends.redis": "redis",
+    "agents_persist.backends.postgres": "postgres",
+    "agents_persist.backends.dynamodb": "dynamodb",
+}
+
+_registry: Dict[str, str] = {
+    "memory": "agents_persist.backends.memory:InMemoryCheckpointer",
+    "sqlite": "agents_persist.backends.sqlite:SqliteCheckpointer",
+    "redis": "agents_persist.backends.redis:RedisCheckpointer",
+    "rediss": "agents_persist.backends.redis:RedisCheckpointer",
+    "redis+cluster": "agents_persist.backends.redis:RedisCheckpointer",
+    "rediss+cluster": "agents_persist.backends.redis:RedisCheckpointer",
+    "postgresql": "agents_persist.backends.postgres:PostgresCheckpointer",
+    "postgres": "agents_persist.backends.postgres:PostgresCheckpointer",
+    "dynamodb": "agents_persist.backends.dynamodb:DynamoDbCheckpointer",
+}
+_registry_lock = threading.Lock()
+_PASSWORD_IN_NETLOC = re.compile(r"^([^:@/]*):([^@]*)@")
+
+
+def register_scheme(scheme: str, target: str, *, allow_override: bool = False) -> None:
+    """Make ``from_url`` build ``target`` (``"package.module:Class"``) for ``scheme://`` URLs.
+
+    Raises:
+        ConfigurationError: ``scheme`` is taken and ``allow_override`` is false,
+            or ``target`` is not of the form ``module:Class``.
+    """
+    scheme = scheme.lower()
+    if ":" not in target:
+        raise ConfigurationError(f"target must look like 'package.module:Class', not {target!r}")
+    with _registry_lock:
+        if scheme in _registry and not allow_override and _registry[scheme] != target:
+            raise ConfigurationError(f"URL scheme {scheme!r} is already registered to {_registry[scheme]}")
+        _registry[scheme] = target
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (also in query parameters)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = _PASSWORD_IN_NETLOC.sub(lambda m: f"{m.group(1)}:***@", parts.netloc)
+    query = re.sub(r"(?i)((?:password|secret|token|aws_secret_access_key)=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _resolve(scheme: str) -> Any:
+    with _registry_lock:
+        target = _registry.get(scheme)
+    if target is None:
+        known = ", ".join(sorted(_registry))
+        raise ConfigurationError(f"unknown URL scheme {scheme!r}; known schemes: {known}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = _EXTRAS.get(module_name)
+        hint = f"; install it with: pip install agents_persist[{extra}]" if extra else ""
+        raise ConfigurationError(f"the {scheme}:// backend needs a missing package ({exc.name}){hint}") from exc
+    return getattr(module, class_name)
+
+
+def from_url(url: Optional[str] = None, **options: Any) -> "Checkpointer":
+    """Build a checkpointer from ``url``.
+
+    Args:
+        url: ``memory://``, ``sqlite:///path``, ``redis://``, ``rediss://``,
+            ``redis+cluster://host:port,...``, ``postgresql://``, ``postgres://``
+            or ``dynamodb://[region]/table?endpoint_url=...``. If omitted, the
+            ``AGENTS_PERSIST_URL`` environment variable, else
+            ``sqlite:///agents_persist.db``.
+        **options: Passed to the backend's constructor (``ttl``,
+            ``max_connections``, ``timeout``, ...).
+
+    Raises:
+        ConfigurationError: Unknown scheme, bad URL, or a missing driver (the
+            message names the extra to install).
+    """
+    if url is None:
+        url = os.environ.get(ENV_URL) or DEFAULT_URL
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(f"not a checkpointer URL: {redact_url(str(url))!r}")
+    scheme = url.split("://", 1)[0].lower()
+    backend = _resolve(scheme)
+    return backend.from_url(url, **options)  # type: ignore[no-any-return]

@@ -1,0 +1,29 @@
+"""BackendSpec: how to build checkpointers of one backend that share one store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional
+
+from agents_persist import Checkpointer, from_url
+
+
+@dataclass
+class BackendSpec:
+    """A picklable recipe: ``from_url(url, **options)`` builds a checkpointer on the test's store.
+
+    ``factory`` overrides the URL for backends that cannot be shared by URL
+    (memory); such specs are never sent to other processes.
+    """
+
+    name: str
+    url: str
+    options: Dict[str, Any] = field(default_factory=dict)
+    factory: Optional[Callable[..., Checkpointer]] = None
+
+    def build(self, **overrides: Any) -> Checkpointer:
+        """A new checkpointer; ``overrides`` replace options (``ttl=...``)."""
+        options = {**self.options, **overrides}
+        if self.factory is not None:
+            return self.factory(**options)
+        return from_url(self.url, **options)
