@@ -1,0 +1,183 @@
+"""Shared benchmark workload and reporting: medians and ratios measured in one run.
+
+Every backend benchmark measures the library next to the raw client doing the
+same I/O, in the same process and run, interleaving the two so that machine
+noise hits both alike. Results are medians (microseconds) and ratios; nothing
+here gates CI.
+
+Workloads:
+
+* ``append``: a thread holding N stored messages gets 2 new messages and is
+  saved (one sample per fresh thread, N in 10, 100, 1,000).
+* ``load``: a thread of 1,000 messages is loaded.
+* ``growing``: one thread, 500 turns of 2-3 messages, saved after every turn
+  (the realistic case); median save latency around 10, 100 and 1,000 messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from agents_persist import AgentMessage, AgentStateSnapshot, Checkpointer, ToolCall
+
+__all__ = [
+    "SIZES",
+    "WINDOWS",
+    "make_messages",
+    "snapshot_of",
+    "median_us",
+    "interleave",
+    "append_samples",
+    "growing_conversation",
+    "window_medians",
+    "Report",
+    "parse_args",
+]
+
+SIZES = (10, 100, 1000)
+WINDOWS = {10: (6, 14), 100: (90, 110), 1000: (950, 1050)}
+
+
+def make_messages(count: int, start: int = 0) -> List[AgentMessage]:
+    """Deterministic, realistic messages (~150-300 bytes encoded), numbered from ``start``."""
+    out: List[AgentMessage] = []
+    for i in range(start, start + count):
+        kind = i % 5
+        if kind == 0:
+            out.append(AgentMessage.user(f"Question {i}: what is the weather in city number {i} tomorrow morning?"))
+        elif kind == 1:
+            out.append(
+                AgentMessage.assistant(
+                    None, tool_calls=[ToolCall(id=f"call_{i}", name="get_weather", arguments={"city": i, "day": "tomorrow"})]
+                )
+            )
+        elif kind == 2:
+            out.append(AgentMessage.tool({"city": i, "forecast": "sunny", "high_c": 21.5, "low_c": 9}, tool_call_id=f"call_{i - 1}"))
+        else:
+            out.append(
+                AgentMessage.assistant(
+                    f"Answer {i}: tomorrow will be mostly sunny with a high of 21.5 C and a low of 9 C. " * 2,
+                    metadata={"model": "demo-1", "tokens": 42 + i % 7},
+                )
+            )
+    return out
+
+
+def snapshot_of(messages: Sequence[AgentMessage]) -> AgentStateSnapshot:
+    """A snapshot with ``messages`` and a small head (todos/metadata)."""
+    return AgentStateSnapshot(messages=list(messages), metadata={"user": "bench", "turns": len(messages) // 2})
+
+
+def median_us(samples: Iterable[float]) -> float:
+    """Median of ``samples`` (seconds) in microseconds."""
+    return statistics.median(list(samples)) * 1e6
+
+
+def interleave(fns: Dict[str, Callable[[], Optional[float]]], repeats: int, warmup: int = 3) -> Dict[str, List[float]]:
+    """Run each function ``repeats`` times, round-robin, and collect durations (seconds).
+
+    A function may return its own measured duration (to exclude set-up done
+    inside it); otherwise its whole call is timed.
+    """
+    samples: Dict[str, List[float]] = {name: [] for name in fns}
+    for round_ in range(warmup + repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            measured = fn()
+            elapsed = time.perf_counter() - start if measured is None else measured
+            if round_ >= warmup:
+                samples[name].append(elapsed)
+    return samples
+
+
+def append_samples(
+    checkpointer: Checkpointer, prefix: str, size: int, counter: List[int]
+) -> Callable[[], float]:
+    """A benchmark step: store ``size`` messages under a new thread, then time saving 2 more."""
+
+    def step() -> float:
+        counter[0] += 1
+        tid = f"{prefix}append-{size}-{counter[0]}"
+        state = snapshot_of(make_messages(size))
+        checkpointer.save(tid, state)
+        state.messages.extend(make_messages(2, size))
+        start = time.perf_counter()
+        checkpointer.save(tid, state)
+        elapsed = time.perf_counter() - start
+        checkpointer.delete(tid)
+        return elapsed
+
+    return step
+
+
+def growing_conversation(checkpointer: Checkpointer, thread_id: str, turns: int = 500) -> List[Tuple[int, float]]:
+    """One thread, ``turns`` turns of 2-3 messages, saved after each; returns (message count, seconds)."""
+    state = AgentStateSnapshot()
+    out: List[Tuple[int, float]] = []
+    start_index = 0
+    for turn in range(turns):
+        per_turn = 2 + turn % 2
+        state.messages.extend(make_messages(per_turn, start_index))
+        start_index += per_turn
+        start = time.perf_counter()
+        checkpointer.save(thread_id, state)
+        out.append((len(state.messages), time.perf_counter() - start))
+    return out
+
+
+def window_medians(samples: List[Tuple[int, float]]) -> Dict[int, float]:
+    """Median save latency (µs) of the growing workload near 10, 100 and 1,000 messages."""
+    result: Dict[int, float] = {}
+    for size, (low, high) in WINDOWS.items():
+        inside = [seconds for count, seconds in samples if low <= count <= high]
+        if inside:
+            result[size] = median_us(inside)
+    return result
+
+
+class Report:
+    """Collects medians and prints them with ratios and their targets."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.medians: Dict[str, float] = {}
+        self.counts: Dict[str, int] = {}
+        self.checks: List[Tuple[str, str, str, float]] = []
+
+    def add(self, label: str, samples: Sequence[float]) -> None:
+        self.medians[label] = median_us(samples)
+        self.counts[label] = len(samples)
+
+    def add_median(self, label: str, median: float, count: int) -> None:
+        self.medians[label] = median
+        self.counts[label] = count
+
+    def ratio(self, description: str, numerator: str, denominator: str, target: float) -> None:
+        """Report ``numerator / denominator`` against ``target`` (lower is better; > target is flagged)."""
+        self.checks.append((description, numerator, denominator, target))
+
+    def render(self) -> str:
+        width = max(len(label) for label in self.medians) + 2
+        lines = [f"## {self.title}", "", f"| {'measurement'.ljust(width)} | median µs |  n  |", f"|{'-' * (width + 2)}|----------:|----:|"]
+        for label, value in self.medians.items():
+            lines.append(f"| {label.ljust(width)} | {value:9.1f} | {self.counts[label]:3d} |")
+        if self.checks:
+            lines += ["", "| ratio | value | target | ok |", "|---|---:|---:|:--:|"]
+            for description, num, den, target in self.checks:
+                value = self.medians[num] / self.medians[den]
+                lines.append(f"| {description} | {value:.2f} | ≤ {target:g} | {'yes' if value <= target else 'NO'} |")
+        return "\n".join(lines)
+
+    def all_ok(self) -> bool:
+        return all(self.medians[n] / self.medians[d] <= t for _, n, d, t in self.checks)
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    """Common options: ``--repeats`` samples per measurement, ``--turns`` of the growing workload."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=40, help="samples per measurement (default 40)")
+    parser.add_argument("--turns", type=int, default=500, help="turns of the growing conversation (default 500)")
+    return parser.parse_args()
