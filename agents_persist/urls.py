@@ -44,6 +44,7 @@ _registry: Dict[str, str] = {
 }
 _registry_lock = threading.Lock()
 _PASSWORD_IN_NETLOC = re.compile(r"^([^:@/]*):([^@]*)@")
+_SECRET_IN_QUERY = re.compile(r"(?i)((?:^|&)(?:password|secret|token|aws_secret_access_key|aws_session_token)=)[^&]*")
 
 
 def register_scheme(scheme: str, target: str, *, allow_override: bool = False) -> None:
@@ -69,7 +70,9 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<unparseable URL>"
     netloc = _PASSWORD_IN_NETLOC.sub(lambda m: f"{m.group(1)}:***@", parts.netloc)
-    query = re.sub(r"(?i)((?:password|secret|token|aws_secret_access_key)=)[^&]*", r"\1***", parts.query)
+    query = _SECRET_IN_QUERY.sub(r"\1***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing secret; keep the URL exactly as given (sqlite:/// stays intact)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
