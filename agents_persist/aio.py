@@ -83,9 +83,7 @@ class AsyncCheckpointer:
         """Async :meth:`Checkpointer.get_version`."""
         return await self._run(self.checkpointer.get_version, thread_id)
 
-    async def list_threads(
-        self, prefix: Optional[str] = None, *, limit: int = 100, cursor: Optional[str] = None
-    ) -> ThreadPage:
+    async def list_threads(self, prefix: Optional[str] = None, *, limit: int = 100, cursor: Optional[str] = None) -> ThreadPage:
         """Async :meth:`Checkpointer.list_threads`."""
         return await self._run(self.checkpointer.list_threads, prefix, limit=limit, cursor=cursor)
 

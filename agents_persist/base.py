@@ -25,7 +25,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar, Union
+from typing import Callable, Iterator, List, Optional, Tuple, Type, TypeVar
 
 import msgspec
 
@@ -341,9 +341,7 @@ class Checkpointer(ABC):
             yield state
             self.save(thread_id, state)
 
-    def update(
-        self, thread_id: str, fn: UpdateFn, *, max_retries: Optional[int] = None
-    ) -> AgentStateSnapshot:
+    def update(self, thread_id: str, fn: UpdateFn, *, max_retries: Optional[int] = None) -> AgentStateSnapshot:
         """Read-modify-write ``thread_id`` with ``fn``, retrying on conflicts.
 
         ``fn`` receives the current snapshot (an empty one for a new thread)
@@ -498,8 +496,7 @@ class Checkpointer(ABC):
     def _decode(self, thread_id: str, stored: StoredThread) -> AgentStateSnapshot:
         if len(stored.messages) != stored.message_count:
             raise CorruptSnapshotError(
-                f"thread {thread_id!r}: head lists {stored.message_count} messages but "
-                f"{len(stored.messages)} are stored",
+                f"thread {thread_id!r}: head lists {stored.message_count} messages but {len(stored.messages)} are stored",
                 thread_id=thread_id,
             )
         head = codec.decode_head(stored.head, thread_id)

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import uuid
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import msgspec
 
@@ -58,8 +58,7 @@ def _print_state(state: AgentStateSnapshot, thread_id: str) -> None:
     if state.current_interrupt is not None:
         interrupt = state.current_interrupt
         _say(
-            f"  pending approval: {interrupt.tool_name}({json.dumps(interrupt.tool_args)})"
-            f" - {interrupt.policy_note or 'no note'}"
+            f"  pending approval: {interrupt.tool_name}({json.dumps(interrupt.tool_args)}) - {interrupt.policy_note or 'no note'}"
         )
     if state.metadata:
         _say(f"  metadata: {json.dumps(state.metadata)}")
@@ -78,7 +77,10 @@ class TripAgent(AgentStateMixin):
         self.todos = [TodoItem("Find flights to Oslo", "in_progress", id="t1"), TodoItem("Book the best flight", id="t2")]
         call = ToolCall(id="call_search", name="search_flights", arguments={"to": "OSL", "date": "2026-12-04"})
         self.messages.append(AgentMessage.assistant(None, tool_calls=[call]))
-        flights = [{"flight": "SK4035", "departs": "08:05", "price_eur": 129}, {"flight": "DY1303", "departs": "17:40", "price_eur": 98}]
+        flights = [
+            {"flight": "SK4035", "departs": "08:05", "price_eur": 129},
+            {"flight": "DY1303", "departs": "17:40", "price_eur": 98},
+        ]
         self.messages.append(AgentMessage.tool({"flights": flights}, tool_call_id=call.id, name=call.name))
         self.todos[0].status = "completed"
         self.todos[1].status = "in_progress"
@@ -167,7 +169,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         if not page.threads:
             _say("no threads")
         for info in page.threads:
-            _say(f"{info.thread_id}\tversion {info.version}\t{info.message_count} messages\tupdated {info.updated_at.isoformat()}")
+            _say(
+                f"{info.thread_id}\tversion {info.version}\t{info.message_count} messages\tupdated {info.updated_at.isoformat()}"
+            )
         if page.next_cursor:
             _say(f"more: --cursor {page.next_cursor}")
     return 0
@@ -233,5 +237,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-

@@ -80,16 +80,12 @@ def ensure_json_like(value: Any, where: str, thread_id: Optional[str] = None) ->
                     raise SerializationError(f"{path} has a non-str key {key!r}", thread_id=thread_id)
                 stack.append((v, f"{path}[{key!r}]", depth + 1))
         else:
-            raise SerializationError(
-                f"{path} holds a {kind.__name__}, which is not JSON-like", thread_id=thread_id
-            )
+            raise SerializationError(f"{path} holds a {kind.__name__}, which is not JSON-like", thread_id=thread_id)
 
 
 def _check_message(message: Any, index: int, thread_id: Optional[str]) -> None:
     if type(message) is not AgentMessage:
-        raise SerializationError(
-            f"messages[{index}] is a {type(message).__name__}, not an AgentMessage", thread_id=thread_id
-        )
+        raise SerializationError(f"messages[{index}] is a {type(message).__name__}, not an AgentMessage", thread_id=thread_id)
     if type(message.content) is not str:
         ensure_json_like(message.content, f"messages[{index}].content", thread_id)
     if message.metadata:

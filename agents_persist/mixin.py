@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .base import Checkpointer
 from .models import AgentMessage, AgentStateSnapshot, HitlInterrupt, TodoItem
@@ -39,7 +39,12 @@ class AgentStateMixin:
 
     def __getattr__(self, name: str) -> Any:
         # Defaults for agents that never set their state attributes.
-        defaults = {"messages": list, "todos": list, "state_metadata": dict, "current_interrupt": lambda: None}
+        defaults: Dict[str, Callable[[], Any]] = {
+            "messages": list,
+            "todos": list,
+            "state_metadata": dict,
+            "current_interrupt": lambda: None,
+        }
         if name in defaults:
             value = defaults[name]()
             setattr(self, name, value)

@@ -55,7 +55,9 @@ def make_messages(count: int, start: int = 0) -> List[AgentMessage]:
                 )
             )
         elif kind == 2:
-            out.append(AgentMessage.tool({"city": i, "forecast": "sunny", "high_c": 21.5, "low_c": 9}, tool_call_id=f"call_{i - 1}"))
+            out.append(
+                AgentMessage.tool({"city": i, "forecast": "sunny", "high_c": 21.5, "low_c": 9}, tool_call_id=f"call_{i - 1}")
+            )
         else:
             out.append(
                 AgentMessage.assistant(
@@ -93,9 +95,7 @@ def interleave(fns: Dict[str, Callable[[], Optional[float]]], repeats: int, warm
     return samples
 
 
-def append_samples(
-    checkpointer: Checkpointer, prefix: str, size: int, counter: List[int]
-) -> Callable[[], float]:
+def append_samples(checkpointer: Checkpointer, prefix: str, size: int, counter: List[int]) -> Callable[[], float]:
     """A benchmark step: store ``size`` messages under a new thread, then time saving 2 more."""
 
     def step() -> float:
@@ -161,7 +161,12 @@ class Report:
 
     def render(self) -> str:
         width = max(len(label) for label in self.medians) + 2
-        lines = [f"## {self.title}", "", f"| {'measurement'.ljust(width)} | median µs |  n  |", f"|{'-' * (width + 2)}|----------:|----:|"]
+        lines = [
+            f"## {self.title}",
+            "",
+            f"| {'measurement'.ljust(width)} | median µs |  n  |",
+            f"|{'-' * (width + 2)}|----------:|----:|",
+        ]
         for label, value in self.medians.items():
             lines.append(f"| {label.ljust(width)} | {value:9.1f} | {self.counts[label]:3d} |")
         if self.checks:

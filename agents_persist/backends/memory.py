@@ -95,9 +95,7 @@ class InMemoryCheckpointer(Checkpointer):
         if after is not None:
             rows = [row for row in rows if (row[0], row[1]) < after]
         rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
-        return [
-            self._thread_info(tid, s.version, s.updated_at, s.message_count, s.expires_at) for _, tid, s in rows[:limit]
-        ]
+        return [self._thread_info(tid, s.version, s.updated_at, s.message_count, s.expires_at) for _, tid, s in rows[:limit]]
 
     def _purge_expired(self, now: float) -> int:
         with self._mutex:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import time
 import sqlite3
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -193,9 +193,7 @@ class SqliteCheckpointer(Checkpointer):
     # ------------------------------------------------------------------ primitives
 
     def _head_row(self, conn: sqlite3.Connection, thread_id: str, now: float) -> Optional[Tuple[Any, ...]]:
-        row = conn.execute(
-            f"SELECT {_HEAD_COLUMNS} FROM agents_persist_threads WHERE thread_id = ?", (thread_id,)
-        ).fetchone()
+        row = conn.execute(f"SELECT {_HEAD_COLUMNS} FROM agents_persist_threads WHERE thread_id = ?", (thread_id,)).fetchone()
         if row is None or self._is_expired(row[5], now):
             return None
         return tuple(row)
@@ -274,7 +272,7 @@ class SqliteCheckpointer(Checkpointer):
         with self._transaction() as conn:
             rows = conn.execute(
                 f"""SELECT thread_id, version, updated_at, message_count, expires_at
-                    FROM agents_persist_threads WHERE {' AND '.join(clauses)}
+                    FROM agents_persist_threads WHERE {" AND ".join(clauses)}
                     ORDER BY updated_at DESC, thread_id DESC LIMIT ?""",
                 params,
             ).fetchall()
@@ -293,5 +291,3 @@ class SqliteCheckpointer(Checkpointer):
                 conn.execute("DELETE FROM agents_persist_messages WHERE thread_id = ?", (thread_id,))
                 conn.execute("DELETE FROM agents_persist_threads WHERE thread_id = ?", (thread_id,))
         return len(expired)
-
-

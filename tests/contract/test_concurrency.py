@@ -7,8 +7,6 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
-import pytest
-
 from agents_persist import AgentMessage, AgentStateSnapshot, Checkpointer, ConflictError
 from tests.spec import BackendSpec
 
@@ -155,7 +153,9 @@ def _start_processes(target, args_list: List[tuple]) -> None:  # type: ignore[no
     assert all(p.exitcode == 0 for p in processes), messages
 
 
-def test_processes_racing_update_end_at_exact_count(shared_checkpointer: Checkpointer, shared_backend_spec: BackendSpec, prefix: str) -> None:
+def test_processes_racing_update_end_at_exact_count(
+    shared_checkpointer: Checkpointer, shared_backend_spec: BackendSpec, prefix: str
+) -> None:
     processes, threads, increments = PROCESS_WORKLOADS[shared_backend_spec.name]
     tid = prefix + "procs"
     _start_processes(_process_worker, [(shared_backend_spec, tid, threads, increments)] * processes)
