@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Install the system packages that the test servers (tests/servers.py) need on
+# Debian 12: redis-server + redis-tools, PostgreSQL 15 server binaries and
+# runuser. Idempotent: installs only what is missing. Starts no service: the
+# tests start their own throwaway servers on free loopback ports.
+# Python packages (redis, psycopg2-binary, boto3, moto[server], pytest) come
+# from the project's dev dependencies, not from here.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+PG_BIN=/usr/lib/postgresql/15/bin
+
+log() { printf '[install-test-deps] %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+
+packages=()
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  packages+=(redis-server redis-tools)
+else
+  log "redis-server and redis-cli present: $(redis-server --version | head -n1)"
+fi
+if [ ! -x "$PG_BIN/initdb" ] || [ ! -x "$PG_BIN/pg_ctl" ] || [ ! -x "$PG_BIN/postgres" ]; then
+  packages+=(postgresql-15)
+else
+  log "PostgreSQL 15 binaries present in $PG_BIN: $("$PG_BIN/postgres" --version)"
+fi
+if ! command -v runuser >/dev/null 2>&1; then
+  packages+=(util-linux)
+else
+  log "runuser present: $(command -v runuser)"
+fi
+
+if [ "${#packages[@]}" -eq 0 ]; then
+  log "nothing to install"
+else
+  # Keep package postinst scripts from starting services (standard Debian
+  # policy-rc.d mechanism); only if no policy is in place already.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then
+    log "creating temporary $policy (exit 101) so that no service is started"
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 0755 "$policy"
+    created_policy=1
+  fi
+  cleanup_policy() {
+    if [ "$created_policy" -eq 1 ]; then
+      log "removing temporary $policy"
+      $SUDO rm -f "$policy"
+    fi
+  }
+  trap cleanup_policy EXIT
+
+  log "apt-get update"
+  $SUDO apt-get update -q
+  log "apt-get install ${packages[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+fi
+
+# Final check: fail loudly if anything is still missing.
+missing=0
+for exe in redis-server redis-cli runuser; do
+  if ! command -v "$exe" >/dev/null 2>&1; then
+    log "ERROR: $exe still missing"
+    missing=1
+  fi
+done
+for exe in initdb pg_ctl postgres; do
+  if [ ! -x "$PG_BIN/$exe" ]; then
+    log "ERROR: $PG_BIN/$exe still missing"
+    missing=1
+  fi
+done
+if ! id postgres >/dev/null 2>&1; then
+  log "ERROR: no 'postgres' system user (needed to run initdb as root)"
+  missing=1
+fi
+[ "$missing" -eq 0 ] || exit 1
+log "ok: redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), $("$PG_BIN/postgres" --version)"
