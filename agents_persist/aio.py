@@ -17,7 +17,8 @@ from types import TracebackType
 from typing import Any, AsyncIterator, Callable, Optional, Type, TypeVar
 
 from .base import Checkpointer, UpdateFn
-from .models import AgentStateSnapshot, ThreadPage
+from .errors import CheckpointerClosedError
+from .models import AgentStateSnapshot, ThreadInfo, ThreadPage
 
 __all__ = ["AsyncCheckpointer"]
 
@@ -51,8 +52,11 @@ class AsyncCheckpointer:
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agents_persist")
         self._close_checkpointer = close_checkpointer
+        self._closed = False
 
     async def _run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        if self._closed:
+            raise CheckpointerClosedError("AsyncCheckpointer is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
@@ -95,6 +99,17 @@ class AsyncCheckpointer:
         """Async :meth:`Checkpointer.purge_expired`."""
         return await self._run(self.checkpointer.purge_expired)
 
+    async def iter_threads(self, prefix: Optional[str] = None, *, page_size: int = 100) -> AsyncIterator[ThreadInfo]:
+        """Async :meth:`Checkpointer.iter_threads`: ``async for info in acp.iter_threads()``."""
+        cursor: Optional[str] = None
+        while True:
+            page = await self.list_threads(prefix, limit=page_size, cursor=cursor)
+            for info in page.threads:
+                yield info
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     @asynccontextmanager
     async def transaction(self, thread_id: str) -> AsyncIterator[AgentStateSnapshot]:
         """Load, let the block modify, save with the loaded version checked.
@@ -109,11 +124,16 @@ class AsyncCheckpointer:
         await self.save(thread_id, state)
 
     async def close(self) -> None:
-        """Close the checkpointer (if owned) and shut the private pool down."""
-        if self._close_checkpointer:
-            await self._run(self.checkpointer.close)
-        if self._own_executor:
-            self._executor.shutdown(wait=False)
+        """Close the checkpointer (if owned) and shut the private pool down; idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._close_checkpointer:
+                await self._run(self.checkpointer.close)
+        finally:
+            self._closed = True
+            if self._own_executor:
+                self._executor.shutdown(wait=False)
 
     async def __aenter__(self) -> "AsyncCheckpointer":
         return self

@@ -159,6 +159,8 @@ _instances: "weakref.WeakSet[Checkpointer]" = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     for checkpointer in list(_instances):
         try:
+            # Another parent thread may have held it at fork time; it would never be released here.
+            checkpointer._prefix_cache_mutex = threading.Lock()
             checkpointer._after_fork()
         except Exception:  # pragma: no cover - never break the child over one instance
             logger.exception("resetting %r after fork failed", checkpointer)

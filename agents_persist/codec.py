@@ -94,13 +94,24 @@ def _check_message(message: Any, index: int, thread_id: Optional[str]) -> None:
         ensure_json_like(call.arguments, f"messages[{index}].tool_calls[{call.id!r}].arguments", thread_id)
 
 
+def _loads_back(blob: bytes, decoder: "msgspec.msgpack.Decoder[Any]", what: str, thread_id: Optional[str]) -> bytes:
+    # Structs do not type-check their fields on construction or assignment (a TodoItem
+    # status typo, an int name): refuse now rather than store bytes no load can read.
+    try:
+        decoder.decode(memoryview(blob)[1:])
+    except msgspec.ValidationError as exc:
+        raise SerializationError(f"{what} has a value of the wrong type: {exc}", thread_id=thread_id) from exc
+    return blob
+
+
 def encode_message(message: AgentMessage, index: int = 0, thread_id: Optional[str] = None) -> bytes:
     """Validate and encode one message; ``index`` only names it in errors."""
     _check_message(message, index, thread_id)
     try:
-        return _FORMAT_PREFIX + _encoder.encode(message)
+        blob = _FORMAT_PREFIX + _encoder.encode(message)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(f"messages[{index}] cannot be encoded: {exc}", thread_id=thread_id) from exc
+    return _loads_back(blob, _message_decoder, f"messages[{index}]", thread_id)
 
 
 def encode_messages(messages: Sequence[AgentMessage], start: int = 0, thread_id: Optional[str] = None) -> List[bytes]:
@@ -123,9 +134,10 @@ def encode_head(state: AgentStateSnapshot, thread_id: Optional[str] = None) -> b
         ensure_json_like(interrupt.tool_args, "current_interrupt.tool_args", thread_id)
     record = HeadRecord(todos=state.todos, current_interrupt=interrupt, metadata=state.metadata)
     try:
-        return _FORMAT_PREFIX + _encoder.encode(record)
+        blob = _FORMAT_PREFIX + _encoder.encode(record)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(f"snapshot head cannot be encoded: {exc}", thread_id=thread_id) from exc
+    return _loads_back(blob, _head_decoder, "the snapshot head (todos, current_interrupt, metadata)", thread_id)
 
 
 def _split_format(blob: bytes, what: str, thread_id: Optional[str]) -> memoryview:

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from typing import TYPE_CHECKING, Any, Dict, Optional
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -43,7 +43,6 @@ _registry: Dict[str, str] = {
     "dynamodb": "agents_persist.backends.dynamodb:DynamoDbCheckpointer",
 }
 _registry_lock = threading.Lock()
-_PASSWORD_IN_NETLOC = re.compile(r"^([^:@/]*):([^@]*)@")
 _SECRET_IN_QUERY = re.compile(r"(?i)((?:^|&)(?:password|secret|token|aws_secret_access_key|aws_session_token)=)[^&]*")
 
 
@@ -65,15 +64,24 @@ def register_scheme(scheme: str, target: str, *, allow_override: bool = False) -
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (also in query parameters)."""
+    if "://" not in url:
+        # Not a URL (a forgotten scheme: "user:pw@host"); hide whatever precedes an '@'.
+        _, at, host = url.rpartition("@")
+        return f"***@{host}" if at else url
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
-    netloc = _PASSWORD_IN_NETLOC.sub(lambda m: f"{m.group(1)}:***@", parts.netloc)
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")  # the host follows the *last* '@', as urllib parses it
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
     query = _SECRET_IN_QUERY.sub(r"\1***", parts.query)
     if (netloc, query) == (parts.netloc, parts.query):
         return url  # nothing secret; keep the URL exactly as given (sqlite:/// stays intact)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Rebuild by hand: urlunsplit drops an empty netloc ("dynamodb:///t" would become "dynamodb:/t").
+    redacted = f"{parts.scheme}://{netloc}{parts.path}"
+    return redacted + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def _resolve(scheme: str) -> Any:

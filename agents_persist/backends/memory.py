@@ -104,6 +104,9 @@ class InMemoryCheckpointer(Checkpointer):
                 del self._threads[thread_id]
             return len(expired)
 
+    def _after_fork(self) -> None:
+        self._mutex = threading.Lock()
+
     def _close(self) -> None:
         with self._mutex:
             self._threads.clear()

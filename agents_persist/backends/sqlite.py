@@ -14,6 +14,7 @@ from ..codec import EMPTY_DIGEST
 from ..errors import BackendUnavailableError, ConfigurationError
 from ..models import ThreadInfo
 from ..pool import ConnectionPool
+from ..urls import redact_url
 
 __all__ = ["SqliteCheckpointer"]
 
@@ -121,13 +122,17 @@ class SqliteCheckpointer(Checkpointer):
         """Build from ``sqlite:///relative.db``, ``sqlite:////abs/path.db``; query: ``synchronous``, ``timeout``."""
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
-            raise ConfigurationError(f"sqlite URLs have no host: use sqlite:///path, not {url!r}")
+            raise ConfigurationError(f"sqlite URLs have no host: use sqlite:///path, not {redact_url(url)!r}")
         path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
         query = dict(parse_qsl(parts.query))
         if "synchronous" in query:
             options.setdefault("synchronous", query.pop("synchronous"))
         if "timeout" in query:
-            options.setdefault("timeout", float(query.pop("timeout")))
+            raw = query.pop("timeout")
+            try:
+                options.setdefault("timeout", float(raw))
+            except ValueError:
+                raise ConfigurationError(f"sqlite URL option timeout must be a number of seconds, not {raw!r}") from None
         if query:
             raise ConfigurationError(f"unknown sqlite URL options: {sorted(query)}")
         return cls(path, **options)
