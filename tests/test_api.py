@@ -1,0 +1,131 @@
+"""The public surface: every exported name imports, and the async API mirrors the sync one."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable
+
+import pytest
+
+import agents_persist
+from agents_persist import AgentsPersistError, AsyncCheckpointer, Checkpointer, errors
+
+#: Public methods of Checkpointer; each needs a twin on AsyncCheckpointer.
+PUBLIC_METHODS = [
+    "save",
+    "load",
+    "delete",
+    "exists",
+    "get_version",
+    "list_threads",
+    "iter_threads",
+    "transaction",
+    "update",
+    "purge_expired",
+    "close",
+]
+
+
+@pytest.mark.parametrize("name", agents_persist.__all__)
+def test_every_exported_name_is_importable(name: str) -> None:
+    value = getattr(agents_persist, name)
+    assert value is not None
+    namespace: dict = {}
+    exec(f"from agents_persist import {name} as imported", namespace)  # the way users import it
+    assert namespace["imported"] is value
+
+
+def test_star_import_works() -> None:
+    namespace: dict = {}
+    exec("from agents_persist import *", namespace)
+    assert set(agents_persist.__all__) <= set(namespace)
+
+
+def test_all_has_no_duplicates_and_unknown_names_raise() -> None:
+    assert len(agents_persist.__all__) == len(set(agents_persist.__all__))
+    with pytest.raises(AttributeError):
+        agents_persist.NoSuchCheckpointer  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "name", ["InMemoryCheckpointer", "SqliteCheckpointer", "RedisCheckpointer", "PostgresCheckpointer", "DynamoDbCheckpointer"]
+)
+def test_backends_are_checkpointers_reachable_by_url_scheme(name: str) -> None:
+    backend = getattr(agents_persist, name)
+    assert inspect.isclass(backend) and issubclass(backend, Checkpointer)
+    assert not inspect.isabstract(backend)
+    assert backend.url_schemes, f"{name} answers to no URL scheme"
+    assert callable(getattr(backend, "from_url", None))
+    from agents_persist import urls
+
+    for scheme in backend.url_schemes:
+        module_name, _, class_name = urls._registry[scheme].partition(":")
+        assert getattr(importlib.import_module(module_name), class_name) is backend
+
+
+def test_every_error_derives_from_the_base() -> None:
+    for name in errors.__all__:
+        error = getattr(errors, name)
+        assert issubclass(error, AgentsPersistError)
+        assert getattr(agents_persist, name) is error
+
+
+def test_version_string() -> None:
+    assert isinstance(agents_persist.__version__, str) and agents_persist.__version__.count(".") >= 1
+
+
+# ---------------------------------------------------------------------------------------------- sync/async uniformity
+
+
+def public_methods_of(cls: type) -> set:
+    return {
+        name
+        for name, value in vars(cls).items()
+        if not name.startswith("_") and callable(value) and not isinstance(value, (staticmethod, classmethod))
+    }
+
+
+def test_the_method_list_is_complete() -> None:
+    """If Checkpointer grows a public method, this list (and AsyncCheckpointer) must follow."""
+    assert public_methods_of(Checkpointer) == set(PUBLIC_METHODS)
+
+
+def _unwrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return inspect.unwrap(fn)
+
+
+def _parameters(fn: Callable[..., Any]) -> list:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+@pytest.mark.parametrize("name", PUBLIC_METHODS)
+def test_async_twin_exists_with_the_same_parameters(name: str) -> None:
+    sync = getattr(Checkpointer, name)
+    twin = getattr(AsyncCheckpointer, name, None)
+    assert twin is not None, f"AsyncCheckpointer has no {name}()"
+    assert _parameters(twin) == _parameters(sync), f"AsyncCheckpointer.{name} takes other parameters than Checkpointer.{name}"
+    inner = _unwrap(twin)
+    if name == "transaction":
+        # an async context manager: ``async with acp.transaction(tid) as state``
+        assert inspect.isasyncgenfunction(inner)
+        assert inspect.isgeneratorfunction(_unwrap(sync))
+    elif name == "iter_threads":
+        # an async iterator: ``async for info in acp.iter_threads(prefix)``
+        assert inspect.isasyncgenfunction(inner), "iter_threads must be an async generator"
+    else:
+        assert inspect.iscoroutinefunction(twin), f"AsyncCheckpointer.{name} is not a coroutine function"
+
+
+def test_async_transaction_is_an_async_context_manager() -> None:
+    from agents_persist import InMemoryCheckpointer
+
+    acp = AsyncCheckpointer(InMemoryCheckpointer())
+    cm = acp.transaction("t")
+    assert hasattr(cm, "__aenter__") and hasattr(cm, "__aexit__")
+    assert not hasattr(cm, "__enter__")
+
+
+def test_async_checkpointer_is_an_async_context_manager() -> None:
+    assert inspect.iscoroutinefunction(AsyncCheckpointer.__aenter__)
+    assert inspect.iscoroutinefunction(AsyncCheckpointer.__aexit__)
