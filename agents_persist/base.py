@@ -25,7 +25,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Callable, Iterator, List, Optional, Tuple, Type, TypeVar
+from typing import Callable, Iterator, List, Optional, Tuple, Type, TypeVar, Union
 
 import msgspec
 
@@ -71,11 +71,16 @@ class PrefixMismatch(Exception):
 
 
 class StoredThread(msgspec.Struct, frozen=True):
-    """One committed version of a thread as a backend read it, still encoded."""
+    """One committed version of a thread as a backend read it, still encoded.
+
+    ``messages`` holds the encoded messages as written: a list with one blob
+    per message, or all of them concatenated in one ``bytes`` (cheaper for
+    backends that store messages in chunks: no splitting, one decode call).
+    """
 
     version: int
     head: bytes
-    messages: List[bytes]
+    messages: Union[List[bytes], bytes]
     message_count: int
     digest: bytes
     updated_at: float
@@ -496,13 +501,16 @@ class Checkpointer(ABC):
         return state
 
     def _decode(self, thread_id: str, stored: StoredThread) -> AgentStateSnapshot:
-        if len(stored.messages) != stored.message_count:
+        if isinstance(stored.messages, bytes):
+            messages = codec.decode_message_stream(stored.messages, stored.message_count, thread_id)
+        elif len(stored.messages) != stored.message_count:
             raise CorruptSnapshotError(
                 f"thread {thread_id!r}: head lists {stored.message_count} messages but {len(stored.messages)} are stored",
                 thread_id=thread_id,
             )
+        else:
+            messages = codec.decode_messages(stored.messages, thread_id)
         head = codec.decode_head(stored.head, thread_id)
-        messages = codec.decode_messages(stored.messages, thread_id)
         state = AgentStateSnapshot(
             messages=messages, todos=head.todos, current_interrupt=head.current_interrupt, metadata=head.metadata
         )

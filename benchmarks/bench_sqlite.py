@@ -93,7 +93,7 @@ def main() -> int:
             raw.execute("SELECT version, message_count, head FROM raw_threads WHERE thread_id = 'raw-load'").fetchone()
             rows = raw.execute("SELECT data FROM raw_messages WHERE thread_id = 'raw-load' ORDER BY seq").fetchall()
             raw.execute("COMMIT")
-            decode_messages(row[0] for row in rows)
+            decode_messages([row[0] for row in rows])
 
         loads = interleave(
             {"library load 1000": lambda: cp.load("bench-load") and None, "raw sqlite3 load 1000 + decode": raw_load},

@@ -65,7 +65,9 @@ class InMemoryCheckpointer(Checkpointer):
                 count, digest = (0, EMPTY_DIGEST) if current is None else (current.message_count, current.digest)
                 if (count, digest) != (write.append_from, write.base_digest):
                     raise PrefixMismatch(thread_id)
-                log = (current.messages if current is not None else []) + write.messages
+                previous = current.messages if current is not None else []
+                assert isinstance(previous, list)  # this backend always stores one blob per message
+                log = previous + write.messages
             self._threads[thread_id] = StoredThread(
                 version=version + 1,
                 head=write.head,
