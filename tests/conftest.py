@@ -19,10 +19,11 @@ from tests.spec import BackendSpec
 
 pytest_plugins = [
     "tests.fixtures.local",
+    "tests.fixtures.postgres",
 ]
 
 #: Backends the whole contract suite runs against.
-CONTRACT_BACKENDS = ["memory", "sqlite"]
+CONTRACT_BACKENDS = ["memory", "sqlite", "postgres"]
 #: Backends whose instances (and processes) built from one spec share storage.
 SHARED_BACKENDS = [name for name in CONTRACT_BACKENDS if name != "memory"]
 
@@ -45,34 +46,27 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}:"
 
 
-def _cleanup(checkpointer: Checkpointer, prefix: str) -> None:
-    if checkpointer.closed:
-        return
-    for info in list(checkpointer.iter_threads(prefix)):
-        checkpointer.delete(info.thread_id)
+def _built(spec: BackendSpec, prefix: str) -> Iterator[Checkpointer]:
+    """Build a checkpointer from ``spec``; afterwards delete the threads under ``prefix`` and close it."""
+    cp = spec.build()
+    try:
+        yield cp
+    finally:
+        try:
+            if not cp.closed:
+                for info in list(cp.iter_threads(prefix)):
+                    cp.delete(info.thread_id)
+        finally:
+            cp.close()
 
 
 @pytest.fixture
 def checkpointer(backend_spec: BackendSpec, prefix: str) -> Iterator[Checkpointer]:
     """A fresh checkpointer of each backend; threads under ``prefix`` are deleted afterwards."""
-    cp = backend_spec.build()
-    try:
-        yield cp
-    finally:
-        try:
-            _cleanup(cp, prefix)
-        finally:
-            cp.close()
+    yield from _built(backend_spec, prefix)
 
 
 @pytest.fixture
 def shared_checkpointer(shared_backend_spec: BackendSpec, prefix: str) -> Iterator[Checkpointer]:
     """Like ``checkpointer``, for backends shared across instances and processes."""
-    cp = shared_backend_spec.build()
-    try:
-        yield cp
-    finally:
-        try:
-            _cleanup(cp, prefix)
-        finally:
-            cp.close()
+    yield from _built(shared_backend_spec, prefix)
