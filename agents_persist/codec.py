@@ -198,12 +198,13 @@ def decode_message_stream(data: bytes, count: int, thread_id: Optional[str] = No
     return cast(List[AgentMessage], messages)
 
 
-def decode_messages(blobs: Sequence[bytes], thread_id: Optional[str] = None) -> List[AgentMessage]:
+def decode_messages(blobs: Iterable[bytes], thread_id: Optional[str] = None) -> List[AgentMessage]:
     """Decode stored messages (one blob each) in order, in one msgspec call.
 
     If that fails, each blob is decoded on its own so the error says exactly
     what is wrong (corrupt, or written by a newer format).
     """
+    blobs = blobs if isinstance(blobs, list) else list(blobs)
     try:
         return decode_message_stream(b"".join(blobs), len(blobs), thread_id)
     except CorruptSnapshotError:
