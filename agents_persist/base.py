@@ -101,6 +101,8 @@ class PlannedWrite(msgspec.Struct, frozen=True):
        expired thread has count 0 and ``EMPTY_DIGEST``); otherwise raise
        :class:`PrefixMismatch`, writing nothing. Then store ``messages`` at
        positions ``append_from, append_from + 1, ...``.
+       A backend may also raise :class:`PrefixMismatch` for a valid append to
+       ask for a full rewrite instead (for example to compact its layout).
        If ``append_from`` is None, replace the whole log by ``messages``.
     4. Store the head (``head``, ``message_count``, ``digest``,
        ``updated_at``, ``expires_at``) with version = current + 1, and return it.

@@ -1,0 +1,184 @@
+"""DynamoDB: the library against raw boto3 doing the same I/O, in one run, on moto_server over HTTP.
+
+Run: ``python -m benchmarks.bench_dynamodb [--repeats N] [--turns N]``. Starts
+its own ``moto_server`` on a free loopback port (or uses
+``$AGENTS_PERSIST_TEST_DYNAMODB_ENDPOINT``) and a fresh table, and removes
+both afterwards.
+
+The raw side uses the same client settings and already-encoded bytes. A raw
+append is what a library append of two messages sends: one
+``TransactWriteItems`` with one chunk item and the head, conditional on the
+head's write token. A raw load is a paginated, strongly consistent ``Query``
+of the library's own items for the thread, the chunk payloads joined in
+sort-key order, split into messages and decoded.
+
+moto is far slower than DynamoDB per request (and copies the whole table on
+every transaction), so absolute numbers say little; the ratios, measured
+side by side, are the point.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import boto3
+
+from agents_persist import DynamoDbCheckpointer, from_url
+from agents_persist.backends.dynamodb_items import pack_messages, unpack_messages
+from agents_persist.codec import decode_messages, encode_head, encode_messages
+from benchmarks.harness import (
+    SIZES,
+    WINDOWS,
+    Report,
+    append_samples,
+    growing_conversation,
+    interleave,
+    make_messages,
+    parse_args,
+    snapshot_of,
+    window_medians,
+)
+from tests.servers import dynamodb_endpoint_or_start
+
+REGION = "us-east-1"
+CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
+
+
+def raw_query(client: Any, table: str, thread_id: str) -> List[Dict[str, Any]]:
+    """All items of one partition: paginated, strongly consistent."""
+    request: Dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "thread_id = :t",
+        "ExpressionAttributeValues": {":t": {"S": thread_id}},
+        "ConsistentRead": True,
+    }
+    items: List[Dict[str, Any]] = []
+    while True:
+        page = client.query(**request)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def main() -> int:
+    args = parse_args(__doc__ or "")
+    with tempfile.TemporaryDirectory() as folder:
+        server = dynamodb_endpoint_or_start(folder)
+        try:
+            table = f"agents_persist_bench_{secrets.token_hex(6)}"
+            url = f"dynamodb://{REGION}/{table}?endpoint_url={server.endpoint_url}"
+            cp = from_url(url, create_table=True, **CREDENTIALS)
+            assert isinstance(cp, DynamoDbCheckpointer)
+            raw = boto3.client("dynamodb", endpoint_url=server.endpoint_url, region_name=REGION, **CREDENTIALS)
+            try:
+                report = run(cp, raw, table, args.repeats, args.turns)
+            finally:
+                cp.close()
+                raw.delete_table(TableName=table)
+        finally:
+            server.stop()
+    print(report.render())
+    return 0
+
+
+def run(cp: DynamoDbCheckpointer, raw: Any, table: str, repeats: int, turns: int) -> Report:
+    report = Report(f"DynamoDB (moto_server over HTTP, boto3), {repeats} samples each")
+    head = encode_head(snapshot_of([]))
+    two = pack_messages(encode_messages(make_messages(2, 1000)))
+    raw_counter = [0]
+
+    def raw_append(size: int) -> float:
+        raw_counter[0] += 1
+        tid = f"raw-{size}-{raw_counter[0]}"
+        token = secrets.token_hex(8)
+        base = pack_messages(encode_messages(make_messages(size)))
+        raw.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": table, "Item": {"thread_id": {"S": tid}, "sk": {"S": "c0:0"}, "p": {"B": base}}}},
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {"thread_id": {"S": tid}, "sk": {"S": "H"}, "w": {"S": token}, "h": {"B": head}},
+                        "ConditionExpression": "attribute_not_exists(sk)",
+                    }
+                },
+            ]
+        )
+        start = time.perf_counter()
+        raw.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": table, "Item": {"thread_id": {"S": tid}, "sk": {"S": "c1:0"}, "p": {"B": two}}}},
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {
+                            "thread_id": {"S": tid},
+                            "sk": {"S": "H"},
+                            "w": {"S": secrets.token_hex(8)},
+                            "v": {"N": "2"},
+                            "n": {"N": str(size + 2)},
+                            "u": {"N": repr(time.time())},
+                            "h": {"B": head},
+                        },
+                        "ConditionExpression": "#w = :w",
+                        "ExpressionAttributeNames": {"#w": "w"},
+                        "ExpressionAttributeValues": {":w": {"S": token}},
+                    }
+                },
+            ]
+        )
+        elapsed = time.perf_counter() - start
+        for sk in ("c0:0", "c1:0", "H"):
+            raw.delete_item(TableName=table, Key={"thread_id": {"S": tid}, "sk": {"S": sk}})
+        return elapsed
+
+    counters = {size: [0] for size in SIZES}
+    fns: Dict[str, Callable[[], Optional[float]]] = {
+        f"library save +2 msgs onto {size}": append_samples(cp, "bench-", size, counters[size]) for size in SIZES
+    }
+    fns["raw boto3 +2 msgs onto 1000"] = lambda: raw_append(1000)
+    for label, samples in interleave(fns, repeats).items():
+        report.add(label, samples)
+
+    cp.save("bench-load", snapshot_of(make_messages(1000)))
+
+    def raw_load() -> None:
+        items = raw_query(raw, table, "bench-load")
+        chunks = sorted((item["sk"]["S"], item["p"]["B"]) for item in items if item["sk"]["S"] != "H")
+        decode_messages(unpack_messages(b"".join(payload for _, payload in chunks), 1000, "bench-load"))
+
+    def library_load() -> None:
+        cp.load("bench-load")
+
+    loads = interleave({"library load 1000": library_load, "raw boto3 Query 1000 + decode": raw_load}, repeats)
+    for label, samples in loads.items():
+        report.add(label, samples)
+    cp.delete("bench-load")
+
+    saves = growing_conversation(cp, "bench-growing", turns)
+    growing = window_medians(saves)
+    for size, median in growing.items():
+        low, high = WINDOWS[size]
+        report.add_median(f"growing conversation save near {size}", median, sum(1 for c, _ in saves if low <= c <= high))
+    cp.delete("bench-growing")
+
+    report.ratio("save at 1000 / save at 10", "library save +2 msgs onto 1000", "library save +2 msgs onto 10", 1.5)
+    report.ratio("library / raw save at 1000", "library save +2 msgs onto 1000", "raw boto3 +2 msgs onto 1000", 1.5)
+    report.ratio("library / raw load 1000", "library load 1000", "raw boto3 Query 1000 + decode", 1.5)
+    if 1000 in growing and 10 in growing:
+        report.ratio(
+            "growing: save near 1000 / near 10",
+            "growing conversation save near 1000",
+            "growing conversation save near 10",
+            1.5,
+        )
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())
