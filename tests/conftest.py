@@ -19,12 +19,13 @@ from tests.spec import BackendSpec
 
 pytest_plugins = [
     "tests.fixtures.local",
+    "tests.fixtures.redis",
     "tests.fixtures.postgres",
     "tests.fixtures.dynamodb",
 ]
 
 #: Backends the whole contract suite runs against.
-CONTRACT_BACKENDS = ["memory", "sqlite", "postgres", "dynamodb"]
+CONTRACT_BACKENDS = ["memory", "sqlite", "redis", "redis_cluster", "postgres", "dynamodb"]
 #: Backends whose instances (and processes) built from one spec share storage.
 SHARED_BACKENDS = [name for name in CONTRACT_BACKENDS if name != "memory"]
 

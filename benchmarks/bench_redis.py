@@ -1,0 +1,183 @@
+"""Redis: the library against raw redis-py doing the same I/O, in one run.
+
+Run: ``python -m benchmarks.bench_redis [--repeats N] [--turns N]`` (starts a
+throwaway ``redis-server``; set ``AGENTS_PERSIST_TEST_REDIS_URL`` to use
+another server, or ``BENCH_REDIS_CLUSTER=1`` to start and measure a 3-master
+Redis Cluster instead).
+
+The raw save sends what a library save of two new messages must send, without
+the version check: ``RPUSH`` of the two encoded messages and a ``SET`` of the
+encoded head, pipelined in one round trip (no ``EVALSHA``). The raw load
+fetches the same bytes as the library (``HGETALL`` of a head hash and
+``LRANGE`` of a 1,000-message list, pipelined) and decodes the messages with
+:func:`agents_persist.codec.decode_messages`. Both sides use one client
+configuration: ``decode_responses=False``, same pool, same server.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, List
+
+import redis
+import redis.cluster
+
+from agents_persist import RedisCheckpointer
+from agents_persist.codec import decode_messages, encode_head, encode_messages
+from benchmarks.harness import (
+    SIZES,
+    Report,
+    append_samples,
+    growing_conversation,
+    interleave,
+    make_messages,
+    parse_args,
+    snapshot_of,
+    window_medians,
+)
+from tests.servers import ENV_REDIS_URL, RedisCluster, RedisServer
+
+RAW_PREFIX = "bench-raw:"
+
+
+def raw_append(client: Any, size: int, counter: List[int]) -> Callable[[], float]:
+    """Store ``size`` messages raw under a new key pair, then time pushing 2 more plus the head.
+
+    The untimed set-up builds and encodes its ``size`` messages on every step,
+    as the library side does, so both sides start the timed part equally warm.
+    """
+    two = encode_messages(make_messages(2, size))
+    head = encode_head(snapshot_of([]))
+
+    def step() -> float:
+        counter[0] += 1
+        tag = f"{RAW_PREFIX}{{{size}-{counter[0]}}}"
+        log_key, head_key = tag + ":log", tag + ":head"
+        client.rpush(log_key, *encode_messages(make_messages(size)))
+        client.set(head_key, head)
+        start = time.perf_counter()
+        pipe = client.pipeline(transaction=False)
+        pipe.rpush(log_key, *two)
+        pipe.set(head_key, head)
+        pipe.execute()
+        elapsed = time.perf_counter() - start
+        client.delete(log_key, head_key)
+        return elapsed
+
+    return step
+
+
+def second_append(cp: RedisCheckpointer, size: int, counter: List[int]) -> Callable[[], float]:
+    """Like ``append_samples``, but time the second append after the bulk write (steady state)."""
+
+    def step() -> float:
+        counter[0] += 1
+        tid = f"bench-second-{size}-{counter[0]}"
+        state = snapshot_of(make_messages(size))
+        cp.save(tid, state)
+        state.messages.extend(make_messages(2, size))
+        cp.save(tid, state)
+        state.messages.extend(make_messages(2, size + 2))
+        start = time.perf_counter()
+        cp.save(tid, state)
+        elapsed = time.perf_counter() - start
+        cp.delete(tid)
+        return elapsed
+
+    return step
+
+
+def run(url: str, client: Any, args: Any, title: str) -> Report:
+    """Measure the library next to ``client`` (raw redis-py on the same server)."""
+    cp = RedisCheckpointer.from_url(url, key_prefix="bench:")
+    report = Report(title)
+    tag = f"{RAW_PREFIX}{{load}}"
+    try:
+        counters: Dict[int, List[int]] = {size: [0] for size in SIZES}
+        fns: Dict[str, Callable[[], Any]] = {
+            f"library save +2 msgs onto {size}": append_samples(cp, "bench-", size, counters[size]) for size in SIZES
+        }
+        fns["raw RPUSH 2 + SET head onto 1000 (pipelined)"] = raw_append(client, 1000, [0])
+        fns["library save +2 msgs onto 1000, 2nd append"] = second_append(cp, 1000, [0])
+        for label, samples in interleave(fns, args.repeats).items():
+            report.add(label, samples)
+
+        cp.save("bench-load", snapshot_of(make_messages(1000)))
+        blobs = encode_messages(make_messages(1000))
+        client.delete(tag + ":head", tag + ":log")
+        client.hset(
+            tag + ":head", mapping={"v": 1, "n": 1000, "d": b"\0" * 16, "h": encode_head(snapshot_of([])), "u": time.time()}
+        )
+        client.rpush(tag + ":log", *blobs)
+
+        def raw_load() -> None:
+            pipe = client.pipeline(transaction=False)
+            pipe.hgetall(tag + ":head")
+            pipe.lrange(tag + ":log", 0, -1)
+            _, stored = pipe.execute()
+            decode_messages(stored)
+
+        loads = interleave(
+            {"library load 1000": lambda: cp.load("bench-load") and None, "raw HGETALL + LRANGE 1000 + decode": raw_load},
+            args.repeats,
+        )
+        for label, samples in loads.items():
+            report.add(label, samples)
+
+        growing = window_medians(growing_conversation(cp, "bench-growing", args.turns))
+        for size, median in growing.items():
+            report.add_median(f"growing conversation save near {size}", median, 0)
+
+        report.ratio("save at 1000 / save at 10", "library save +2 msgs onto 1000", "library save +2 msgs onto 10", 1.5)
+        report.ratio(
+            "library / raw save at 1000", "library save +2 msgs onto 1000", "raw RPUSH 2 + SET head onto 1000 (pipelined)", 2.0
+        )
+        report.ratio("library / raw load 1000", "library load 1000", "raw HGETALL + LRANGE 1000 + decode", 1.5)
+        if 1000 in growing and 10 in growing:
+            report.ratio(
+                "growing: save near 1000 / near 10",
+                "growing conversation save near 1000",
+                "growing conversation save near 10",
+                1.5,
+            )
+    finally:
+        for tid in ("bench-load", "bench-growing"):
+            cp.delete(tid)
+        client.delete(tag + ":head", tag + ":log")
+        cp.close()
+    return report
+
+
+def main() -> int:
+    args = parse_args(__doc__ or "")
+    cluster_mode = os.environ.get("BENCH_REDIS_CLUSTER") == "1"
+    with tempfile.TemporaryDirectory() as folder:
+        server: Any = None
+        try:
+            if cluster_mode:
+                server = RedisCluster.start(folder)
+                url = server.url
+                host, port = server.startup_nodes[0]
+                client: Any = redis.cluster.RedisCluster(host=host, port=port)
+                title = f"Redis Cluster (3 masters, loopback), {args.repeats} samples each"
+            else:
+                url = os.environ.get(ENV_REDIS_URL) or ""
+                if not url:
+                    server = RedisServer.start(folder)
+                    url = server.url
+                client = redis.Redis.from_url(url)
+                title = f"Redis {client.info('server')['redis_version']} (standalone, loopback), {args.repeats} samples each"
+            report = run(url, client, args, title)
+            client.close()
+        finally:
+            if server is not None:
+                server.stop()
+    print(report.render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
