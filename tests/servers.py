@@ -1153,18 +1153,21 @@ class MotoServer:
         assert last is not None
         raise last
 
+    def _argv(self) -> list[str]:
+        """The command that serves moto on ``self.host:self.port``; subclasses may swap it."""
+        return [*_moto_argv(), "-H", self.host, "-p", str(self.port)]
+
     def _launch(self, timeout: float) -> None:
         env = dict(os.environ)
         env.setdefault("AWS_DEFAULT_REGION", self.region)
-        argv = [*_moto_argv(), "-H", self.host, "-p", str(self.port)]
-        self.proc = _spawn(argv, self.log_path, cwd=self.dir, env=env)
+        self.proc = _spawn(self._argv(), self.log_path, cwd=self.dir, env=env)
         _register(self)
         proc = self.proc
         try:
             wait_until(
                 self._answers,
                 timeout,
-                f"moto_server on {self.host}:{self.port} (pid {proc.pid})",
+                f"{type(self).__name__} on {self.host}:{self.port} (pid {proc.pid})",
                 interval=0.05,
                 logs=[self.log_path],
                 alive=lambda: proc.poll() is None,
