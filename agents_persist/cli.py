@@ -39,7 +39,10 @@ def _say(text: str = "") -> None:
 
 
 def _describe_message(message: AgentMessage) -> str:
-    content = message.content if isinstance(message.content, str) else json.dumps(message.content)
+    if message.content is None or isinstance(message.content, str):
+        content = message.content or ""
+    else:
+        content = json.dumps(message.content)
     label = f"tool:{message.name}" if message.role == "tool" and message.name else message.role
     if message.tool_calls:
         calls = ", ".join(f"{c.name}({json.dumps(c.arguments)})" for c in message.tool_calls)
