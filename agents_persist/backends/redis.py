@@ -15,7 +15,8 @@ import math
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Type, Union
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..base import Checkpointer, PlannedWrite, PrefixMismatch, StoredThread
@@ -510,6 +511,16 @@ class RedisCheckpointer(Checkpointer):
             return True
         return isinstance(exc, self._redis_module.exceptions.ResponseError) and _reply_text(exc).startswith(UNAVAILABLE_REPLIES)
 
+    @contextmanager
+    def _translated(self, thread_id: Optional[str] = None) -> Iterator[None]:
+        """Turn errors meaning "the server cannot serve now" into :class:`BackendUnavailableError`."""
+        try:
+            yield
+        except Exception as exc:
+            if self._is_down(exc):
+                raise self._unavailable(exc, thread_id) from exc
+            raise
+
     def _script(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``script`` by SHA; if the server lost its script cache, send the source (which caches it)."""
         client = self._redis()
@@ -542,15 +553,11 @@ class RedisCheckpointer(Checkpointer):
 
     def _read(self, thread_id: str) -> Optional[StoredThread]:
         head_key, log_key = self._keys(thread_id)
-        try:
+        with self._translated(thread_id):
             pipe = self._redis().pipeline(transaction=True)
             pipe.hmget(head_key, "v", "n", "d", "h", "u", "e")
             pipe.lrange(log_key, 0, -1)
             fields, messages = pipe.execute()
-        except Exception as exc:
-            if self._is_down(exc):
-                raise self._unavailable(exc, thread_id) from exc
-            raise
         version, count, digest, head, updated_at, expires_at = fields
         if version is None:
             return None
@@ -569,12 +576,8 @@ class RedisCheckpointer(Checkpointer):
 
     def _read_version(self, thread_id: str) -> int:
         head_key, _ = self._keys(thread_id)
-        try:
+        with self._translated(thread_id):
             version, expires_at = self._redis().hmget(head_key, "v", "e")
-        except Exception as exc:
-            if self._is_down(exc):
-                raise self._unavailable(exc, thread_id) from exc
-            raise
         if version is None or (expires_at is not None and self._is_expired(float(expires_at))):
             return 0
         return int(version)
@@ -597,7 +600,7 @@ class RedisCheckpointer(Checkpointer):
             thread_id,
         ]
         indexes = () if self.cluster else self._index_keys
-        try:
+        with self._translated(thread_id):
             status = None
             if len(write.messages) >= STAGE_MIN_MESSAGES and not write.append_from:
                 status, version = self._write_staged(log_key, (head_key, log_key), indexes, args, write.messages)
@@ -606,10 +609,6 @@ class RedisCheckpointer(Checkpointer):
                 stage = self._stage_key(log_key) if write.append_from is None else log_key
                 keys = (head_key, log_key, stage, *indexes)
                 status, version = self._script(_WRITE, keys, (*args, "", *write.messages))
-        except Exception as exc:
-            if self._is_down(exc):
-                raise self._unavailable(exc, thread_id) from exc
-            raise
         if status == 0:
             raise self._conflict(thread_id, write.expected_version, int(version))
         if status == 2:
@@ -660,12 +659,8 @@ class RedisCheckpointer(Checkpointer):
         keys: Tuple[str, ...] = self._keys(thread_id)
         if not self.cluster:
             keys += self._index_keys
-        try:
+        with self._translated(thread_id):
             result = self._script(_DELETE, keys, (repr(time.time()), thread_id))
-        except Exception as exc:
-            if self._is_down(exc):
-                raise self._unavailable(exc, thread_id) from exc
-            raise
         if self.cluster and len(result) > 1:
             self._index_step(thread_id, _INDEX_FIX, ("r", thread_id, result[1], ""))
         return bool(result[0])
@@ -673,12 +668,8 @@ class RedisCheckpointer(Checkpointer):
     def _list_threads(
         self, prefix: Optional[str], limit: int, after: Optional[Tuple[float, str]], now: float
     ) -> List[ThreadInfo]:
-        try:
+        with self._translated():
             return self._scan_index(prefix, limit, after, now)
-        except Exception as exc:
-            if self._is_down(exc):
-                raise self._unavailable(exc) from exc
-            raise
 
     def _scan_index(self, prefix: Optional[str], limit: int, after: Optional[Tuple[float, str]], now: float) -> List[ThreadInfo]:
         """Walk the update-time index newest first, checking each entry against its head.
@@ -756,7 +747,7 @@ class RedisCheckpointer(Checkpointer):
         client = self._redis()
         expiry_index = self._index_keys[1]
         removed = 0
-        try:
+        with self._translated():
             while True:
                 rows = client.zrangebyscore(expiry_index, "-inf", repr(now), start=0, num=MAX_LIST_BATCH, withscores=True)
                 if not rows:
@@ -774,8 +765,4 @@ class RedisCheckpointer(Checkpointer):
                 removed += int(gone)
                 if len(rows) < MAX_LIST_BATCH or not changed:
                     break
-        except Exception as exc:
-            if self._is_down(exc):
-                raise self._unavailable(exc) from exc
-            raise
         return removed
