@@ -1086,9 +1086,25 @@ class DynamoDbCheckpointer(Checkpointer):
         except AgentsPersistError as exc:
             logger.warning("could not delete %d stale chunk items of thread %r: %s", len(keys), thread_id, exc)
 
-    def _delete(self, thread_id: str) -> bool:
+    def _delete_head_if_unchanged(self, thread_id: str, head: HeadState) -> bool:
+        """Delete the head item if it is still ``head`` (its write token); False if it was saved meanwhile."""
         from botocore.exceptions import ClientError
 
+        try:
+            self._call(
+                "delete_item",
+                expect=(_CONDITION_FAILED,),
+                TableName=self.table_name,
+                Key=self._key(thread_id, HEAD_SK),
+                ConditionExpression="#w = :w",
+                ExpressionAttributeNames={"#w": A_TOKEN},
+                ExpressionAttributeValues={":w": {"S": head.token}},
+            )
+        except ClientError:
+            return False
+        return True
+
+    def _delete(self, thread_id: str) -> bool:
         cached = self._cached(thread_id)
         known_orphans = cached.orphans if cached is not None else ()
         names = {"#pk": PK, "#sk": SK, "#w": A_TOKEN, "#v": A_VERSION, "#x": A_EXPIRES, "#r": A_RUNS, "#hr": A_HEAD_RUN}
@@ -1102,17 +1118,7 @@ class DynamoDbCheckpointer(Checkpointer):
                 self._remember(thread_id, None)
                 self._collect(thread_id, [], [*stale, *known_orphans])
                 return False
-            try:
-                self._call(
-                    "delete_item",
-                    expect=(_CONDITION_FAILED,),
-                    TableName=self.table_name,
-                    Key=self._key(thread_id, HEAD_SK),
-                    ConditionExpression="#w = :w",
-                    ExpressionAttributeNames={"#w": A_TOKEN},
-                    ExpressionAttributeValues={":w": {"S": head.token}},
-                )
-            except ClientError:
+            if not self._delete_head_if_unchanged(thread_id, head):
                 continue  # saved meanwhile: delete what is there now
             self._remember(thread_id, None)
             self._collect(thread_id, head.all_runs(), [*stale, *known_orphans])
@@ -1230,19 +1236,7 @@ class DynamoDbCheckpointer(Checkpointer):
                 head = self._get_head(thread_id)
                 if head is None or not self._is_expired(head.expires_at, now):
                     continue
-                from botocore.exceptions import ClientError
-
-                try:
-                    self._call(
-                        "delete_item",
-                        expect=(_CONDITION_FAILED,),
-                        TableName=self.table_name,
-                        Key=self._key(thread_id, HEAD_SK),
-                        ConditionExpression="#w = :w",
-                        ExpressionAttributeNames={"#w": A_TOKEN},
-                        ExpressionAttributeValues={":w": {"S": head.token}},
-                    )
-                except ClientError:
+                if not self._delete_head_if_unchanged(thread_id, head):
                     continue  # saved again meanwhile
                 self._remember(thread_id, None)
                 self._collect(thread_id, head.all_runs(), ())

@@ -134,6 +134,8 @@ def padded(text: str, size: int) -> str:
 
 @pytest.fixture
 def table(dynamodb_spec: BackendSpec) -> str:
+    """The session table's name; building a checkpointer first makes sure it exists (create_table=True)."""
+    dynamodb_spec.build().close()
     return table_name(dynamodb_spec)
 
 
