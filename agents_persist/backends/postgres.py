@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import math
 import os
 import re
 import select
+import struct
 import threading
 import time
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-import msgspec
 
 from ..base import Checkpointer, PlannedWrite, PrefixMismatch, StoredThread
 from ..errors import (
@@ -49,6 +49,15 @@ DEFAULT_STATEMENT_TIMEOUT = 30.0
 DEFAULT_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3"}
 #: Most bytes of encoded messages stored in one log row; longer logs are split.
 CHUNK_BYTES = 1 << 20
+#: Log compaction: once ``MERGE_ROWS`` rows were appended since the last merge,
+#: the save merges them into one row of the next tier, then the newest
+#: ``MERGE_ROWS`` rows of that tier if there are as many, and so on (a counter
+#: in base ``MERGE_ROWS``), so a thread built by N appends keeps
+#: O(MERGE_ROWS * log N) rows and every message is rewritten O(log N) times.
+MERGE_ROWS = 16
+#: Tier of log rows that are never merged again: rows written by a rewrite, and
+#: runs whose merge would exceed ``CHUNK_BYTES``.
+SEALED_TIER = 32767
 #: Expired threads deleted per transaction by ``purge_expired``.
 PURGE_BATCH = 500
 #: Identifiers are always quoted; this keeps them readable and free of SQL syntax (no quotes,
@@ -69,15 +78,21 @@ URL_OPTIONS: Dict[str, Callable[[str], Any]] = {
     "max_retries": int,
 }
 
-# Every message blob is stored inside a text column, one character per byte:
-# byte b becomes U+00bb, except byte 0 (not allowed in PostgreSQL text), which
-# becomes U+0100. psycopg2 moves bytea as hex, doubling the bytes and costing
-# the server a hex encoding on every load; this text form is 1.0-1.1x the
-# bytes for mostly-ASCII content and travels without any conversion.
-_NUL = "\x00"
-_NUL_STANDIN = "\u0100"
-_blob_list = msgspec.msgpack.Decoder(List[bytes])
-_msgpack = msgspec.msgpack.Encoder()
+# A log row's ``data`` is its messages' encoded blobs concatenated exactly as
+# written (no framing): a load hands the concatenation of all rows to
+# ``codec.decode_message_stream`` in one call. A SELECT would bring bytea as
+# hex text through psycopg2 (twice the bytes, unhexed on arrival); a load
+# instead runs ``COPY (SELECT * FROM <table>_load(...)) TO STDOUT (FORMAT
+# binary)``, which moves bytea raw, and parses that binary COPY stream here.
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_COPY_HEADER = struct.Struct(">11sii")
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+#: Columns the load function returns: the head row fills the first six, each log row only ``data``.
+_LOAD_COLUMNS = 7
+#: A log row in the binary COPY stream: field count 7, six NULL fields (length -1), then data's length.
+_LOG_ROW_PREFIX = _INT16.pack(_LOAD_COLUMNS) + _INT32.pack(-1) * (_LOAD_COLUMNS - 1)
+_LOG_ROW_HEADER = len(_LOG_ROW_PREFIX) + 4
 
 # ---------------------------------------------------------------------- SQL
 # Placeholders in braces are identifiers filled in by psycopg2.sql.Identifier.
@@ -97,6 +112,7 @@ _V1_STATEMENTS = (
         head bytea NOT NULL,
         updated_at double precision NOT NULL,
         expires_at double precision,
+        tail_rows integer NOT NULL DEFAULT 0,
         CONSTRAINT {threads_pkey} PRIMARY KEY (thread_id)
     )""",
     "CREATE INDEX {updated_idx} ON {threads} (updated_at, thread_id)",
@@ -105,7 +121,8 @@ _V1_STATEMENTS = (
         thread_id text COLLATE "C" NOT NULL,
         seq integer NOT NULL,
         n integer NOT NULL,
-        data text NOT NULL,
+        tier smallint NOT NULL,
+        data bytea NOT NULL,
         CONSTRAINT {messages_pkey} PRIMARY KEY (thread_id, seq)
     )""",
     # lz4 (PostgreSQL 14+ built with it) decompresses long logs several times faster than pglz.
@@ -118,30 +135,45 @@ _V1_STATEMENTS = (
     $do$""",
     """COMMENT ON TABLE {threads} IS
         'agents_persist thread heads: version, message count, prefix digest, encoded head, '
-        'updated_at/expires_at as epoch seconds'""",
+        'updated_at/expires_at as epoch seconds, tail_rows = log rows appended since the last merge'""",
     """COMMENT ON TABLE {messages} IS
-        'agents_persist message log: row (thread_id, seq) holds n encoded messages starting at position seq'""",
+        'agents_persist message log: row (thread_id, seq) holds n encoded messages starting at position seq, '
+        'concatenated; tier counts the merges that made the row (32767: never merged again)'""",
     # One round trip per save: lock the head (or create it), check the
     # version and the stored prefix, write the new log rows and the head.
     # Returns o_status 0 (saved, o_version = new version), 1 (version
     # conflict, o_version = stored version) or 2 (stored prefix differs).
+    # Rows of a rewrite are sealed; appended rows start at tier 0 and are
+    # counted in the head's tail_rows. Once p_merge_rows of them accumulated,
+    # the newest p_merge_rows rows are merged into one row of the next tier,
+    # and so on up while the newest rows share a tier (sealed instead if the
+    # merged row would exceed p_chunk_bytes), so most saves never look at the log.
     """CREATE FUNCTION {save_fn}(
         p_thread_id text, p_expected bigint, p_append_from integer, p_base_digest bytea,
-        p_seqs integer[], p_counts integer[], p_chunks text[],
+        p_seqs integer[], p_counts integer[], p_chunks bytea[],
         p_message_count integer, p_digest bytea, p_head bytea,
         p_now double precision, p_expires_at double precision,
+        p_merge_rows integer, p_chunk_bytes integer,
         OUT o_status integer, OUT o_version bigint)
     LANGUAGE plpgsql AS $body$
     DECLARE
         empty_digest CONSTANT bytea := decode(repeat('00', 16), 'hex');
+        sealed CONSTANT smallint := 32767;
         cur_version bigint;
         cur_count integer;
         cur_digest bytea;
         cur_expires double precision;
+        cur_tail integer;
+        cur_tier integer := 0;
+        run_rows integer;
+        run_bytes bigint;
+        run_start integer;
+        merged_n integer;
+        merged bytea;
     BEGIN
         LOOP
-            SELECT t.version, t.message_count, t.digest, t.expires_at
-              INTO cur_version, cur_count, cur_digest, cur_expires
+            SELECT t.version, t.message_count, t.digest, t.expires_at, t.tail_rows
+              INTO cur_version, cur_count, cur_digest, cur_expires, cur_tail
               FROM {threads} AS t WHERE t.thread_id = p_thread_id FOR UPDATE;
             EXIT WHEN FOUND;
             -- A missing thread is version 0 with an empty log.
@@ -156,8 +188,8 @@ _V1_STATEMENTS = (
                 ON CONFLICT (thread_id) DO NOTHING;
             IF FOUND THEN
                 DELETE FROM {messages} AS m WHERE m.thread_id = p_thread_id;
-                INSERT INTO {messages} (thread_id, seq, n, data)
-                    SELECT p_thread_id, u.seq, u.n, u.data FROM unnest(p_seqs, p_counts, p_chunks) AS u(seq, n, data);
+                INSERT INTO {messages} (thread_id, seq, n, tier, data)
+                    SELECT p_thread_id, u.seq, u.n, sealed, u.data FROM unnest(p_seqs, p_counts, p_chunks) AS u(seq, n, data);
                 o_status := 0; o_version := 1; RETURN;
             END IF;
             -- A concurrent save created the thread first: lock its row and decide again.
@@ -173,14 +205,60 @@ _V1_STATEMENTS = (
         END IF;
         IF p_append_from IS NULL OR cur_version = 0 THEN
             DELETE FROM {messages} AS m WHERE m.thread_id = p_thread_id;
+            INSERT INTO {messages} (thread_id, seq, n, tier, data)
+                SELECT p_thread_id, u.seq, u.n, sealed, u.data FROM unnest(p_seqs, p_counts, p_chunks) AS u(seq, n, data);
+            cur_tail := 0;
+        ELSIF cardinality(p_seqs) > 0 THEN
+            INSERT INTO {messages} (thread_id, seq, n, tier, data)
+                SELECT p_thread_id, u.seq, u.n, 0, u.data FROM unnest(p_seqs, p_counts, p_chunks) AS u(seq, n, data);
+            cur_tail := cur_tail + cardinality(p_seqs);
         END IF;
-        INSERT INTO {messages} (thread_id, seq, n, data)
-            SELECT p_thread_id, u.seq, u.n, u.data FROM unnest(p_seqs, p_counts, p_chunks) AS u(seq, n, data);
+        IF p_merge_rows > 1 AND cur_tail >= p_merge_rows THEN
+            cur_tail := 0;
+            WHILE cur_tier < sealed - 1 LOOP
+                SELECT count(*) FILTER (WHERE s.tier = cur_tier), sum(octet_length(s.data)), min(s.seq)
+                  INTO run_rows, run_bytes, run_start
+                  FROM (SELECT m.seq, m.tier, m.data FROM {messages} AS m
+                         WHERE m.thread_id = p_thread_id ORDER BY m.seq DESC LIMIT p_merge_rows) AS s;
+                EXIT WHEN run_rows < p_merge_rows;
+                IF run_bytes > p_chunk_bytes THEN
+                    UPDATE {messages} AS m SET tier = sealed WHERE m.thread_id = p_thread_id AND m.seq >= run_start;
+                    EXIT;
+                END IF;
+                SELECT sum(m.n), string_agg(m.data, ''::bytea ORDER BY m.seq) INTO merged_n, merged
+                  FROM {messages} AS m WHERE m.thread_id = p_thread_id AND m.seq >= run_start;
+                DELETE FROM {messages} AS m WHERE m.thread_id = p_thread_id AND m.seq >= run_start;
+                cur_tier := cur_tier + 1;
+                INSERT INTO {messages} (thread_id, seq, n, tier, data)
+                    VALUES (p_thread_id, run_start, merged_n, cur_tier, merged);
+            END LOOP;
+        END IF;
         UPDATE {threads} AS t
            SET version = cur_version + 1, message_count = p_message_count, digest = p_digest,
-               head = p_head, updated_at = p_now, expires_at = p_expires_at
+               head = p_head, updated_at = p_now, expires_at = p_expires_at, tail_rows = cur_tail
          WHERE t.thread_id = p_thread_id;
         o_status := 0; o_version := cur_version + 1;
+    END
+    $body$""",
+    # A load is one statement: COPY (SELECT * FROM this function) in binary
+    # format. STABLE, so both queries see the snapshot of that statement: head
+    # and log come from one committed version. The first row is the head (only
+    # if the thread exists and has not expired), then the log rows in order.
+    """CREATE FUNCTION {load_fn}(p_thread_id text, p_now double precision)
+    RETURNS TABLE (o_version bigint, o_message_count integer, o_digest bytea, o_head bytea,
+                   o_updated_at double precision, o_expires_at double precision, o_data bytea)
+    LANGUAGE plpgsql STABLE AS $body$
+    BEGIN
+        RETURN QUERY
+            SELECT t.version, t.message_count, t.digest, t.head, t.updated_at, t.expires_at, NULL::bytea
+              FROM {threads} AS t
+             WHERE t.thread_id = p_thread_id AND (t.expires_at IS NULL OR t.expires_at > p_now);
+        IF FOUND THEN
+            RETURN QUERY
+                SELECT NULL::bigint, NULL::integer, NULL::bytea, NULL::bytea,
+                       NULL::double precision, NULL::double precision, m.data
+                  FROM {messages} AS m WHERE m.thread_id = p_thread_id ORDER BY m.seq;
+        END IF;
     END
     $body$""",
     # The second DELETE runs on a fresh snapshot (READ COMMITTED, volatile
@@ -222,19 +300,14 @@ _V1_STATEMENTS = (
 
 #: (version, description, statements); applied in order, each recorded in the migrations table.
 MIGRATIONS: Tuple[Tuple[int, str, Tuple[str, ...]], ...] = (
-    (1, "thread heads, message log, save/delete/purge functions", _V1_STATEMENTS),
+    (1, "thread heads, message log, save/load/delete/purge functions", _V1_STATEMENTS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _QUERIES = {
     "applied": "SELECT max(version) FROM {migrations}",
-    "save": "SELECT o_status, o_version FROM {save_fn}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-    "load": """SELECT t.version, t.message_count, t.digest, t.head, t.updated_at, t.expires_at, l.n, l.data
-        FROM {threads} AS t
-        CROSS JOIN LATERAL (
-            SELECT sum(m.n) AS n, string_agg(m.data, '' ORDER BY m.seq) AS data
-              FROM {messages} AS m WHERE m.thread_id = t.thread_id) AS l
-        WHERE t.thread_id = %s AND (t.expires_at IS NULL OR t.expires_at > %s)""",
+    "save": "SELECT o_status, o_version FROM {save_fn}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    "load": "COPY (SELECT * FROM {load_fn}(%s, %s)) TO STDOUT (FORMAT binary)",
     "version": "SELECT version FROM {threads} WHERE thread_id = %s AND (expires_at IS NULL OR expires_at > %s)",
     "delete": "SELECT {delete_fn}(%s, %s)",
     "purge": "SELECT {purge_fn}(%s, %s)",
@@ -281,41 +354,93 @@ def _advisory_key(schema: str, table: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _pack_log(blobs: Sequence[bytes], first_seq: int) -> Tuple[List[int], List[int], List[str]]:
-    """Group encoded messages into log rows of at most ``CHUNK_BYTES``: (seqs, counts, texts)."""
+def _pack_log(blobs: Sequence[bytes], first_seq: int) -> Tuple[List[int], List[int], List[bytes]]:
+    """Group encoded messages into log rows of at most ``CHUNK_BYTES``: (seqs, counts, concatenated blobs)."""
     seqs: List[int] = []
     counts: List[int] = []
-    texts: List[str] = []
+    chunks: List[bytes] = []
     start = 0
     while start < len(blobs):
         end, size = start, 0
         while end < len(blobs) and (end == start or size + len(blobs[end]) <= CHUNK_BYTES):
             size += len(blobs[end])
             end += 1
-        group = blobs[start:end]
-        framed = _msgpack.encode(group)[_array_header_size(len(group)) :]
         seqs.append(first_seq + start)
-        counts.append(len(group))
-        texts.append(framed.decode("latin-1").replace(_NUL, _NUL_STANDIN))
+        counts.append(end - start)
+        chunks.append(b"".join(blobs[start:end]))
         start = end
-    return seqs, counts, texts
+    return seqs, counts, chunks
 
 
-def _array_header_size(count: int) -> int:
-    """Bytes of the msgpack array header msgspec writes for ``count`` items."""
-    return 1 if count < 16 else 3 if count < 0x10000 else 5
+class _Head(NamedTuple):
+    version: int
+    message_count: int
+    digest: bytes
+    head: bytes
+    updated_at: float
+    expires_at: Optional[float]
 
 
-def _unpack_log(raw: Optional[bytes], count: Optional[int], thread_id: str) -> List[bytes]:
-    """Split the concatenated log rows (UTF-8 bytes of the text form) into message blobs."""
-    if raw is None or not count:
-        return []
+def _parse_load(buf: bytes, thread_id: str) -> Optional[Tuple[_Head, bytes]]:
+    """Parse the binary COPY output of the load function: the head row, then the log rows.
+
+    Returns None when there is no head row (missing or expired thread), else
+    the head and all log rows' ``data`` concatenated in order.
+    """
     try:
-        framed = raw.decode("utf-8").replace(_NUL_STANDIN, _NUL).encode("latin-1")
-        return _blob_list.decode(b"\xdd" + int(count).to_bytes(4, "big") + framed)
-    except (UnicodeError, msgspec.DecodeError, OverflowError) as exc:
-        message = f"thread {thread_id!r}: the stored message log is corrupt: {exc}"
+        signature, _flags, extension = _COPY_HEADER.unpack_from(buf, 0)
+        if signature != _COPY_SIGNATURE:
+            raise ValueError("not a binary COPY stream")
+        view = memoryview(buf)
+        pos = _COPY_HEADER.size + extension
+        (fields,) = _INT16.unpack_from(buf, pos)
+        if fields == -1:
+            return None
+        if fields != _LOAD_COLUMNS:
+            raise ValueError(f"head row has {fields} columns")
+        pos += 2
+        values: List[Optional[bytes]] = []
+        for _ in range(_LOAD_COLUMNS - 1):
+            (length,) = _INT32.unpack_from(buf, pos)
+            pos += 4
+            if length < 0:
+                values.append(None)
+            else:
+                values.append(bytes(view[pos : pos + length]))
+                pos += length
+        (length,) = _INT32.unpack_from(buf, pos)
+        if length != -1:
+            raise ValueError("head row has a log column")
+        pos += 4
+        version, count, digest, head, updated_at, expires_at = values
+        if version is None or count is None or digest is None or head is None or updated_at is None:
+            raise ValueError("head row has NULL columns")
+        parsed = _Head(
+            int.from_bytes(version, "big", signed=True),
+            int.from_bytes(count, "big", signed=True),
+            digest,
+            head,
+            struct.unpack(">d", updated_at)[0],
+            None if expires_at is None else struct.unpack(">d", expires_at)[0],
+        )
+        parts: List[memoryview] = []
+        prefix, header = _LOG_ROW_PREFIX, _LOG_ROW_HEADER
+        while buf[pos : pos + 2] != b"\xff\xff":
+            if buf[pos : pos + header - 4] != prefix:
+                raise ValueError(f"unexpected log row at byte {pos}")
+            (length,) = _INT32.unpack_from(buf, pos + header - 4)
+            pos += header
+            if length < 0 or pos + length > len(buf):
+                raise ValueError(f"log row of bad length {length} at byte {pos}")
+            parts.append(view[pos : pos + length])
+            pos += length
+        if pos + 2 != len(buf):
+            raise ValueError("trailing bytes after the end of the COPY stream")
+    except (ValueError, struct.error) as exc:
+        message = f"thread {thread_id!r}: cannot read the stored thread from PostgreSQL's COPY output: {exc}"
         raise CorruptSnapshotError(message, thread_id=thread_id) from exc
+    data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+    return parsed, data
 
 
 def _has_pending_input(fd: int) -> bool:
@@ -444,8 +569,9 @@ class PostgresCheckpointer(Checkpointer):
     Guarantees: a save checks the expected version and the stored message
     prefix, writes only the new messages (or replaces the log) and updates the
     head in one transaction, run by a server-side function so it costs one
-    round trip. A load is one statement, so head and log come from one
-    committed version. Concurrent first saves of a thread are safe (the head
+    round trip. A load is one ``COPY ... TO STDOUT (FORMAT binary)`` statement,
+    so head and log come from one committed version and the log travels as raw
+    bytes. Concurrent first saves of a thread are safe (the head
     is created with ``INSERT ... ON CONFLICT``, then locked and re-checked).
     N threads use up to N pooled connections in parallel; no lock spans the
     process. A forked child opens its own connections and never touches the
@@ -455,11 +581,11 @@ class PostgresCheckpointer(Checkpointer):
     Layout, in ``schema`` (``public`` by default): ``<table_name>`` holds one
     head row per thread (version, message count, prefix digest, encoded head,
     ``updated_at`` and ``expires_at`` as epoch seconds); ``<table_name>_messages``
-    holds the log, each row ``n`` encoded messages starting at position ``seq``
-    (one row per save that appended, so an append inserts one row);
-    ``<table_name>_migrations`` records the applied schema versions. Encoded
-    messages are stored in a ``text`` column one character per byte (byte 0 as
-    U+0100), which avoids psycopg2's hex transfer of ``bytea``.
+    holds the log, each row ``n`` encoded messages starting at position ``seq``,
+    concatenated in a ``bytea`` (one row per save that appended, so an append
+    inserts one row; every ``MERGE_ROWS`` appended rows are merged into one,
+    tier by tier, so a long conversation keeps a few dozen rows);
+    ``<table_name>_migrations`` records the applied schema versions.
 
     Limits:
 
@@ -615,6 +741,7 @@ class PostgresCheckpointer(Checkpointer):
             "messages": qualified(f"{table}_messages"),
             "migrations": qualified(f"{table}_migrations"),
             "save_fn": qualified(f"{table}_save"),
+            "load_fn": qualified(f"{table}_load"),
             "delete_fn": qualified(f"{table}_delete"),
             "purge_fn": qualified(f"{table}_purge"),
             "threads_pkey": sql.Identifier(f"{table}_pkey"),
@@ -700,15 +827,12 @@ class PostgresCheckpointer(Checkpointer):
         return BackendUnavailableError(detail)
 
     @contextmanager
-    def _cursor(self, what: str, raw_text: bool = False) -> Iterator["PgCursor"]:
+    def _cursor(self, what: str) -> Iterator["PgCursor"]:
         """A cursor on a ready connection (the schema is set up on first use)."""
         if not self._ready:
             self.setup()
         with self._connection(what) as conn:
             cursor = conn.cursor()
-            if raw_text:
-                # Text columns arrive as undecoded UTF-8 bytes (the message log).
-                self._pg.extensions.register_type(self._pg.extensions.BYTES, cursor)
             try:
                 yield cursor
             finally:
@@ -817,14 +941,17 @@ class PostgresCheckpointer(Checkpointer):
     # ------------------------------------------------------------------ primitives
 
     def _read(self, thread_id: str) -> Optional[StoredThread]:
-        with self._cursor("load a thread", raw_text=True) as cursor:
-            cursor.execute(self._query("load"), (thread_id, time.time()))
-            row = cursor.fetchone()
-        if row is None:
+        out = io.BytesIO()
+        with self._cursor("load a thread") as cursor:
+            # COPY takes no parameters: mogrify quotes them client-side, as execute() does.
+            cursor.copy_expert(cursor.mogrify(self._query("load"), (thread_id, time.time())), out)
+        parsed = _parse_load(out.getvalue(), thread_id)
+        if parsed is None:
             return None
-        version, count, digest, head, updated_at, expires_at, log_count, log = row
-        messages = _unpack_log(log, log_count, thread_id)
-        return StoredThread(int(version), bytes(head), messages, int(count), bytes(digest), updated_at, expires_at)
+        head, messages = parsed
+        return StoredThread(
+            head.version, head.head, messages, head.message_count, head.digest, head.updated_at, head.expires_at
+        )
 
     def _read_version(self, thread_id: str) -> int:
         with self._cursor("read a version") as cursor:
@@ -847,6 +974,8 @@ class PostgresCheckpointer(Checkpointer):
             write.head,
             write.updated_at,
             write.expires_at,
+            MERGE_ROWS,
+            CHUNK_BYTES,
         )
         with self._cursor("save a thread") as cursor:
             cursor.execute(self._query("save"), params)

@@ -23,7 +23,9 @@ from agents_persist import (
     BackendUnavailableError,
     ConfigurationError,
     ConflictError,
+    CorruptSnapshotError,
     PostgresCheckpointer,
+    codec,
     from_url,
 )
 from agents_persist.backends import postgres as pg_backend
@@ -293,6 +295,193 @@ def test_large_rewrite_is_split_into_bounded_log_rows(
     assert all(seq == sum(n for _, n in rows[:i]) for i, (seq, _) in enumerate(rows))
     loaded = cp.load(tid)
     assert loaded is not None and [m.content for m in loaded.messages] == texts
+
+
+def log_rows(url: str, schema: str, thread_id: str) -> List[Tuple[int, int, int]]:
+    """(seq, n, tier) of every log row of ``thread_id``, in order."""
+    with admin(url) as cursor:
+        cursor.execute(
+            sql.SQL("SELECT seq, n, tier FROM {} WHERE thread_id = %s ORDER BY seq").format(
+                table(schema, "agents_persist_messages")
+            ),
+            (thread_id,),
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def assert_contiguous(rows: List[Tuple[int, int, int]], count: int) -> None:
+    assert all(seq == sum(n for _, n, _ in rows[:i]) for i, (seq, _, _) in enumerate(rows)), rows
+    assert sum(n for _, n, _ in rows) == count, rows
+
+
+def test_log_rows_are_bytea_holding_the_encoded_messages_concatenated(
+    cp: PostgresCheckpointer, pg_url: str, prefix: str
+) -> None:
+    tid = prefix + "raw"
+    state = snapshot("one", "two\x00", "three")
+    cp.save(tid, state)
+    with admin(pg_url) as cursor:
+        cursor.execute(
+            sql.SQL("SELECT pg_typeof(data)::text, data FROM {} WHERE thread_id = %s").format(
+                table(cp.schema, "agents_persist_messages")
+            ),
+            (tid,),
+        )
+        kind, data = cursor.fetchone()
+    assert kind == "bytea"
+    assert bytes(data) == b"".join(codec.encode_messages(state.messages))
+
+
+def test_appends_are_merged_into_tiers_and_every_load_is_intact(
+    cp: PostgresCheckpointer, pg_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_backend, "MERGE_ROWS", 4)
+    tid = prefix + "tiers"
+    state = snapshot("m0")
+    cp.save(tid, state)
+    for i in range(1, 65):
+        state.messages.append(AgentMessage.user(f"m{i}"))
+        cp.save(tid, state)
+        rows = log_rows(pg_url, cp.schema, tid)
+        assert_contiguous(rows, i + 1)
+        # A rewrite row, then at most 3 rows per tier (tiers 0..3 for 64 appends of one row each).
+        assert len(rows) <= 1 + 3 * 4, rows
+        if i == 16:  # 16 = 4 x 4: four tier-1 rows were just merged into one tier-2 row
+            assert rows == [(0, 1, pg_backend.SEALED_TIER), (1, 16, 2)]
+    assert log_rows(pg_url, cp.schema, tid) == [(0, 1, pg_backend.SEALED_TIER), (1, 64, 3)]
+    loaded = cp.load(tid)
+    assert loaded is not None and [m.content for m in loaded.messages] == [f"m{i}" for i in range(65)]
+    # A rewrite seals the whole log again.
+    state.messages[0] = AgentMessage.user("m0 (edited)")
+    cp.save(tid, state)
+    assert [tier for _, _, tier in log_rows(pg_url, cp.schema, tid)] == [pg_backend.SEALED_TIER]
+
+
+def test_a_merge_that_would_exceed_chunk_bytes_seals_the_rows_instead(
+    cp: PostgresCheckpointer, pg_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_backend, "MERGE_ROWS", 4)
+    monkeypatch.setattr(pg_backend, "CHUNK_BYTES", 1000)
+    tid = prefix + "seal"
+    texts = [f"message {i} " + "z" * 300 for i in range(9)]
+    state = snapshot(texts[0])
+    cp.save(tid, state)
+    for text in texts[1:]:
+        state.messages.append(AgentMessage.user(text))
+        cp.save(tid, state)
+    rows = log_rows(pg_url, cp.schema, tid)
+    assert_contiguous(rows, 9)
+    assert [tier for _, _, tier in rows] == [pg_backend.SEALED_TIER] * 9  # 4 x 300 bytes > 1000: never merged
+    loaded = cp.load(tid)
+    assert loaded is not None and [m.content for m in loaded.messages] == texts
+
+
+def test_loads_never_mix_two_versions_while_appends_merge_log_rows(
+    postgres_spec: BackendSpec, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_backend, "MERGE_ROWS", 3)
+    tid = prefix + "merging"
+    writer, reader = postgres_spec.build(), postgres_spec.build()
+    expected = [AgentMessage.user(f"m{i}") for i in range(400)]
+    stop = threading.Event()
+    loads: List[int] = []
+
+    def append() -> None:
+        state = AgentStateSnapshot(messages=expected[:1], metadata={"n": 1})
+        writer.save(tid, state)
+        while not stop.is_set() and len(state.messages) < len(expected):
+            state.messages.append(expected[len(state.messages)])
+            state.metadata["n"] = len(state.messages)
+            writer.save(tid, state)
+
+    thread = threading.Thread(target=append)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and thread.is_alive():
+            state = reader.load(tid)
+            if state is None:
+                continue
+            count = state.metadata["n"]
+            assert state.messages == expected[:count], "head and log must come from one committed version"
+            loads.append(count)
+    finally:
+        stop.set()
+        thread.join(30)
+        writer.delete(tid)
+        writer.close()
+        reader.close()
+    assert len(loads) > 10 and len(set(loads)) > 5
+
+
+def test_a_load_is_one_copy_statement(cp: PostgresCheckpointer, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tid = prefix + "onetrip"
+    cp.save(tid, snapshot("a", "b"))
+    calls: List[str] = []
+    original = cp._cursor
+
+    class Recording:
+        def __init__(self, cursor: Any) -> None:
+            self._cursor = cursor
+
+        def __getattr__(self, name: str) -> Any:
+            attribute = getattr(self._cursor, name)
+            if name in ("execute", "executemany", "callproc", "copy_expert", "copy_to", "copy_from"):
+                calls.append(name)
+            return attribute
+
+    @contextmanager
+    def recording_cursor(what: str) -> Iterator[Any]:
+        with original(what) as cursor:
+            yield Recording(cursor)
+
+    monkeypatch.setattr(cp, "_cursor", recording_cursor)
+    loaded = cp.load(tid)
+    assert loaded is not None and [m.content for m in loaded.messages] == ["a", "b"]
+    assert calls == ["copy_expert"]
+    assert cp.load(prefix + "missing") is None
+    assert calls == ["copy_expert"] * 2
+
+
+def test_corrupt_log_raises_corrupt_snapshot_naming_the_thread(cp: PostgresCheckpointer, pg_url: str, prefix: str) -> None:
+    tid = prefix + "corrupt"
+    cp.save(tid, snapshot("fine", "also fine"))
+    with admin(pg_url) as cursor:
+        cursor.execute(
+            sql.SQL("UPDATE {} SET data = substring(data FROM 1 FOR 5) WHERE thread_id = %s").format(
+                table(cp.schema, "agents_persist_messages")
+            ),
+            (tid,),
+        )
+    with pytest.raises(CorruptSnapshotError) as info:
+        cp.load(tid)
+    assert info.value.thread_id == tid
+    with pytest.raises(CorruptSnapshotError, match="COPY"):
+        pg_backend._parse_load(b"PGCOPY\n\xff\r\n\x00" + bytes(8) + b"\x00\x07\x00", tid)
+
+
+def test_statement_timeout_applies_to_loads_then_loads_work_again(pg_url: str, schema: str, prefix: str) -> None:
+    checkpointer = from_url(pg_url, schema=schema, statement_timeout=0.5, max_connections=1)
+    tid = prefix + "slowload"
+    checkpointer.save(tid, snapshot("x"))
+    conn = psycopg2.connect(pg_url, connect_timeout=5)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table(schema, "agents_persist_messages")))
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match="statement_timeout"):
+                checkpointer.load(tid)
+            assert time.monotonic() - started < NO_HANG_SECONDS
+    finally:
+        conn.rollback()
+        conn.close()
+    try:
+        for _ in range(3):
+            loaded = checkpointer.load(tid)
+            assert loaded is not None and loaded.messages[0].content == "x"
+    finally:
+        checkpointer.delete(tid)
+        checkpointer.close()
 
 
 def test_setup_records_migrations_and_rerunning_is_a_no_op(pg_url: str, fresh_schema: str) -> None:
