@@ -32,15 +32,13 @@ from agents_persist.backends.dynamodb_items import pack_messages, unpack_message
 from agents_persist.codec import decode_messages, encode_head, encode_messages
 from benchmarks.harness import (
     SIZES,
-    WINDOWS,
     Report,
+    add_growing_conversation,
     append_samples,
-    growing_conversation,
     interleave,
     make_messages,
     parse_args,
     snapshot_of,
-    window_medians,
 )
 from tests.servers import dynamodb_endpoint_or_start
 
@@ -160,23 +158,12 @@ def run(cp: DynamoDbCheckpointer, raw: Any, table: str, repeats: int, turns: int
         report.add(label, samples)
     cp.delete("bench-load")
 
-    saves = growing_conversation(cp, "bench-growing", turns)
-    growing = window_medians(saves)
-    for size, median in growing.items():
-        low, high = WINDOWS[size]
-        report.add_median(f"growing conversation save near {size}", median, sum(1 for c, _ in saves if low <= c <= high))
+    add_growing_conversation(report, cp, "bench-growing", turns)
     cp.delete("bench-growing")
 
     report.ratio("save at 1000 / save at 10", "library save +2 msgs onto 1000", "library save +2 msgs onto 10", 1.5)
     report.ratio("library / raw save at 1000", "library save +2 msgs onto 1000", "raw boto3 +2 msgs onto 1000", 1.5)
     report.ratio("library / raw load 1000", "library load 1000", "raw boto3 Query 1000 + decode", 1.5)
-    if 1000 in growing and 10 in growing:
-        report.ratio(
-            "growing: save near 1000 / near 10",
-            "growing conversation save near 1000",
-            "growing conversation save near 10",
-            1.5,
-        )
     return report
 
 

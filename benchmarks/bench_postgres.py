@@ -55,15 +55,13 @@ from agents_persist import AgentMessage, AgentStateSnapshot, PostgresCheckpointe
 from agents_persist.codec import decode_message_stream, decode_messages, encode_head, encode_messages
 from benchmarks.harness import (
     SIZES,
-    WINDOWS,
     Report,
+    add_growing_conversation,
     append_samples,
-    growing_conversation,
     interleave,
     make_messages,
     parse_args,
     snapshot_of,
-    window_medians,
 )
 from tests.servers import ENV_POSTGRES_URL, ExternalServer, PostgresServer, postgres_url_or_start
 
@@ -376,11 +374,7 @@ def main() -> int:
         measure_saves(cp, raw, report, args.repeats)
         note = measure_loads(cp, raw, report, args.repeats)
 
-        samples = growing_conversation(cp, "bench-growing", args.turns)
-        growing = window_medians(samples)
-        for size, median in growing.items():
-            count = sum(1 for c, _ in samples if WINDOWS[size][0] <= c <= WINDOWS[size][1])
-            report.add_median(f"growing conversation save near {size}", median, count)
+        samples = add_growing_conversation(report, cp, "bench-growing", args.turns)
         slowest = max(seconds for _, seconds in samples) * 1e6
         cp.close()
 
@@ -392,9 +386,6 @@ def main() -> int:
             report.ratio(f"(ref) {label} / raw one bytea, 1 decode", label, RAW_LOAD_STREAM, 1 / 1.5)
         report.ratio("large: library / raw rows", LOAD_LARGE, RAW_LOAD_LARGE_ROWS, 1.5)
         report.ratio("large: library / raw one bytea", LOAD_LARGE, RAW_LOAD_LARGE_BLOB, 1 / 1.5)
-        if 1000 in growing and 10 in growing:
-            near_1000, near_10 = "growing conversation save near 1000", "growing conversation save near 10"
-            report.ratio("growing: save near 1000 / near 10", near_1000, near_10, 1.5)
 
         # The durable server first: its ratio is the headline.
         speedups = [measure_parallel(url, schema, report) for url in reversed(urls)]

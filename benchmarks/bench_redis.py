@@ -30,13 +30,12 @@ from agents_persist.codec import decode_messages, encode_head, encode_messages
 from benchmarks.harness import (
     SIZES,
     Report,
+    add_growing_conversation,
     append_samples,
-    growing_conversation,
     interleave,
     make_messages,
     parse_args,
     snapshot_of,
-    window_medians,
 )
 from tests.servers import ENV_REDIS_URL, RedisCluster, RedisServer
 
@@ -121,28 +120,19 @@ def run(url: str, client: Any, args: Any, title: str) -> Report:
             decode_messages(stored)
 
         loads = interleave(
-            {"library load 1000": lambda: cp.load("bench-load") and None, "raw HGETALL + LRANGE 1000 + decode": raw_load},
+            {"library load 1000": lambda: cp.load("bench-load"), "raw HGETALL + LRANGE 1000 + decode": raw_load},
             args.repeats,
         )
         for label, samples in loads.items():
             report.add(label, samples)
 
-        growing = window_medians(growing_conversation(cp, "bench-growing", args.turns))
-        for size, median in growing.items():
-            report.add_median(f"growing conversation save near {size}", median, 0)
+        add_growing_conversation(report, cp, "bench-growing", args.turns)
 
         report.ratio("save at 1000 / save at 10", "library save +2 msgs onto 1000", "library save +2 msgs onto 10", 1.5)
         report.ratio(
             "library / raw save at 1000", "library save +2 msgs onto 1000", "raw RPUSH 2 + SET head onto 1000 (pipelined)", 2.0
         )
         report.ratio("library / raw load 1000", "library load 1000", "raw HGETALL + LRANGE 1000 + decode", 1.5)
-        if 1000 in growing and 10 in growing:
-            report.ratio(
-                "growing: save near 1000 / near 10",
-                "growing conversation save near 1000",
-                "growing conversation save near 10",
-                1.5,
-            )
     finally:
         for tid in ("bench-load", "bench-growing"):
             cp.delete(tid)

@@ -22,15 +22,13 @@ from agents_persist import SqliteCheckpointer
 from agents_persist.codec import decode_messages, encode_head, encode_messages
 from benchmarks.harness import (
     SIZES,
-    WINDOWS,
     Report,
+    add_growing_conversation,
     append_samples,
-    growing_conversation,
     interleave,
     make_messages,
     parse_args,
     snapshot_of,
-    window_medians,
 )
 
 RAW_SCHEMA = (
@@ -96,31 +94,17 @@ def main() -> int:
             decode_messages([row[0] for row in rows])
 
         loads = interleave(
-            {"library load 1000": lambda: cp.load("bench-load") and None, "raw sqlite3 load 1000 + decode": raw_load},
+            {"library load 1000": lambda: cp.load("bench-load"), "raw sqlite3 load 1000 + decode": raw_load},
             args.repeats,
         )
         for label, samples in loads.items():
             report.add(label, samples)
 
-        samples = growing_conversation(cp, "bench-growing", args.turns)
-        growing = window_medians(samples)
-        for size, median in growing.items():
-            report.add_median(
-                f"growing conversation save near {size}",
-                median,
-                sum(1 for c, _ in samples if WINDOWS[size][0] <= c <= WINDOWS[size][1]),
-            )
+        add_growing_conversation(report, cp, "bench-growing", args.turns)
 
         report.ratio("save at 1000 / save at 10", "library save +2 msgs onto 1000", "library save +2 msgs onto 10", 1.5)
         report.ratio("library / raw save at 1000", "library save +2 msgs onto 1000", "raw sqlite3 +2 msgs onto 1000", 2.0)
         report.ratio("library / raw load 1000", "library load 1000", "raw sqlite3 load 1000 + decode", 1.5)
-        if 1000 in growing and 10 in growing:
-            report.ratio(
-                "growing: save near 1000 / near 10",
-                "growing conversation save near 1000",
-                "growing conversation save near 10",
-                1.5,
-            )
         print(report.render())
         cp.close()
         raw.close()

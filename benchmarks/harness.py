@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from agents_persist import AgentMessage, AgentStateSnapshot, Checkpointer, ToolCall
 
@@ -33,6 +33,7 @@ __all__ = [
     "append_samples",
     "growing_conversation",
     "window_medians",
+    "add_growing_conversation",
     "Report",
     "parse_args",
 ]
@@ -78,18 +79,18 @@ def median_us(samples: Iterable[float]) -> float:
     return statistics.median(list(samples)) * 1e6
 
 
-def interleave(fns: Dict[str, Callable[[], Optional[float]]], repeats: int, warmup: int = 3) -> Dict[str, List[float]]:
+def interleave(fns: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 3) -> Dict[str, List[float]]:
     """Run each function ``repeats`` times, round-robin, and collect durations (seconds).
 
-    A function may return its own measured duration (to exclude set-up done
-    inside it); otherwise its whole call is timed.
+    A function may return its own measured duration as a float (to exclude
+    set-up done inside it); whatever else it returns, its whole call is timed.
     """
     samples: Dict[str, List[float]] = {name: [] for name in fns}
     for round_ in range(warmup + repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
             measured = fn()
-            elapsed = time.perf_counter() - start if measured is None else measured
+            elapsed = measured if isinstance(measured, float) else time.perf_counter() - start
             if round_ >= warmup:
                 samples[name].append(elapsed)
     return samples
@@ -128,14 +129,27 @@ def growing_conversation(checkpointer: Checkpointer, thread_id: str, turns: int 
     return out
 
 
-def window_medians(samples: List[Tuple[int, float]]) -> Dict[int, float]:
-    """Median save latency (µs) of the growing workload near 10, 100 and 1,000 messages."""
-    result: Dict[int, float] = {}
+def window_medians(samples: List[Tuple[int, float]]) -> Dict[int, Tuple[float, int]]:
+    """Median save latency (µs) and sample count of the growing workload near 10, 100 and 1,000 messages."""
+    result: Dict[int, Tuple[float, int]] = {}
     for size, (low, high) in WINDOWS.items():
         inside = [seconds for count, seconds in samples if low <= count <= high]
         if inside:
-            result[size] = median_us(inside)
+            result[size] = (median_us(inside), len(inside))
     return result
+
+
+def add_growing_conversation(report: "Report", checkpointer: Checkpointer, thread_id: str, turns: int) -> List[Tuple[int, float]]:
+    """Run :func:`growing_conversation`, report its medians near 10/100/1,000 and their ratio; return the samples."""
+    samples = growing_conversation(checkpointer, thread_id, turns)
+    medians = window_medians(samples)
+    for size, (median, count) in medians.items():
+        report.add_median(f"growing conversation save near {size}", median, count)
+    if 1000 in medians and 10 in medians:
+        report.ratio(
+            "growing: save near 1000 / near 10", "growing conversation save near 1000", "growing conversation save near 10", 1.5
+        )
+    return samples
 
 
 class Report:

@@ -11,7 +11,7 @@ source "$(dirname "$0")/_venv.sh"
 echo "== ruff"
 .venv/bin/ruff check agents_persist tests benchmarks
 echo "== mypy"
-.venv/bin/mypy agents_persist
+.venv/bin/mypy agents_persist benchmarks
 echo "== docs (sphinx -W)"
 rm -rf docs/_build
 .venv/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html
