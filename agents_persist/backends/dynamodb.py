@@ -775,13 +775,17 @@ class DynamoDbCheckpointer(Checkpointer):
                         raise failure
                     head, fresh = self._get_head(thread_id), True
                     continue
+                plan = None
                 try:
                     plan = self._layout(thread_id, write, head, live, stream, scratch, now, allow_open=True)
                     self._commit(thread_id, plan, head, live, now, scratch)
                 except _StaleHead as stale:
                     head = head_from_item(stale.item, thread_id) if stale.item else self._get_head(thread_id)
                     fresh = True
-                    continue
+                    if plan is None or head is None or head.token != plan.head.token:
+                        continue
+                    # botocore retried a request whose first attempt had committed (its
+                    # response was lost): the head found is our own write, so this save landed.
                 scratch.committed = True
                 self._remember(thread_id, plan.head)
                 kept = {run.run_id for run in plan.head.all_runs()}
@@ -1118,8 +1122,9 @@ class DynamoDbCheckpointer(Checkpointer):
                 self._remember(thread_id, None)
                 self._collect(thread_id, [], [*stale, *known_orphans])
                 return False
-            if not self._delete_head_if_unchanged(thread_id, head):
+            if not self._delete_head_if_unchanged(thread_id, head) and self._get_head(thread_id) is not None:
                 continue  # saved meanwhile: delete what is there now
+            # Deleted: by us, or by our own request retried by botocore after a lost response.
             self._remember(thread_id, None)
             self._collect(thread_id, head.all_runs(), [*stale, *known_orphans])
             return not self._is_expired(head.expires_at, now)

@@ -731,3 +731,55 @@ def test_denied_action_raises_configuration_error_naming_table_and_iam_action(
             cp.close()
     finally:
         server.stop()
+
+
+def _lose_first_response(cp: Any, operation: str) -> Dict[str, bool]:
+    """Make the first ``operation`` request reach the server but lose its response, so botocore retries it."""
+    from botocore.exceptions import ReadTimeoutError
+
+    session = cp._client()._endpoint.http_session
+    original = session.send
+    armed = {"armed": True}
+
+    def send(request: Any) -> Any:
+        response = original(request)  # the server applies it...
+        target = request.headers.get("X-Amz-Target", b"")
+        target = target.decode() if isinstance(target, bytes) else target
+        if armed["armed"] and target.endswith("." + operation):
+            armed["armed"] = False
+            raise ReadTimeoutError(endpoint_url=request.url)  # ...but the reply never arrives
+        return response
+
+    session.send = send
+    return armed
+
+
+def test_update_whose_write_was_retried_after_a_lost_response_applies_once(
+    dynamodb_checkpointer: Any, dynamodb_client: Any, table: str, prefix: str
+) -> None:
+    tid = prefix + "retried"
+    dynamodb_checkpointer.save(tid, AgentStateSnapshot(messages=[AgentMessage.user("m0")]))
+    armed = _lose_first_response(dynamodb_checkpointer, "TransactWriteItems")
+    calls: List[int] = []
+
+    def reply(state: AgentStateSnapshot) -> None:
+        calls.append(1)
+        state.messages.append(AgentMessage.assistant("reply"))
+
+    result = dynamodb_checkpointer.update(tid, reply)
+    assert not armed["armed"], "the lost response was not simulated"
+    assert len(calls) == 1 and result.version == 2
+    stored = dynamodb_checkpointer.load(tid)
+    assert stored is not None and [m.content for m in stored.messages] == ["m0", "reply"] and stored.version == 2
+
+
+def test_delete_whose_request_was_retried_after_a_lost_response_removes_everything(
+    dynamodb_checkpointer: Any, dynamodb_client: Any, table: str, prefix: str
+) -> None:
+    tid = prefix + "retried-delete"
+    dynamodb_checkpointer.save(tid, AgentStateSnapshot(messages=[AgentMessage.user(str(i)) for i in range(5)]))
+    armed = _lose_first_response(dynamodb_checkpointer, "DeleteItem")
+    assert dynamodb_checkpointer.delete(tid) is True
+    assert not armed["armed"], "the lost response was not simulated"
+    assert not dynamodb_checkpointer.exists(tid)
+    assert raw_items(dynamodb_client, table, tid) == [], "chunk items were left behind"
