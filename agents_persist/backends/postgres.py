@@ -27,6 +27,7 @@ from ..errors import (
 from ..models import ThreadInfo
 from ..pool import ConnectionPool
 from ..urls import redact_url
+from ..watchdog import DeadlineWatchdog
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
@@ -44,6 +45,9 @@ DEFAULT_MIN_CONNECTIONS = 1
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_STATEMENT_TIMEOUT = 30.0
+#: Seconds past the statement timeout after which the client gives up on a
+#: server that stopped answering (frozen process, dead host, partition).
+UNRESPONSIVE_GRACE = 5.0
 #: libpq TCP keepalive settings added unless the DSN sets them: a peer that
 #: vanished silently is noticed within about idle + interval * count seconds.
 DEFAULT_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3"}
@@ -615,7 +619,10 @@ class PostgresCheckpointer(Checkpointer):
         connect_timeout: Seconds libpq waits for a connection (whole seconds,
             at least 2, as libpq counts them) unless the DSN sets it.
         statement_timeout: Seconds the server may spend on one statement
-            (``None``: the server's default).
+            (``None``: the server's default). If the server stops answering
+            altogether (a frozen process, a dead host), the client cuts the
+            connection 5 s later (35 s when None) and raises
+            :class:`BackendUnavailableError`: no call hangs.
         ttl: Seconds a thread lives after its last save; None keeps threads.
         max_retries: Retries of ``update`` after a conflict.
     """
@@ -696,6 +703,9 @@ class PostgresCheckpointer(Checkpointer):
                 is_broken=self._is_broken,
                 name="PostgreSQL",
             )
+        self._watchdog = DeadlineWatchdog(
+            (self.statement_timeout or DEFAULT_STATEMENT_TIMEOUT) + UNRESPONSIVE_GRACE, "agents_persist-postgres-deadline"
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> "PostgresCheckpointer":
@@ -805,10 +815,16 @@ class PostgresCheckpointer(Checkpointer):
                 with self._pool.connection() as conn:
                     if self._is_stale(conn):
                         raise _StaleConnection()
-                    try:
-                        yield conn
-                    except self._pg.Error as exc:
-                        raise self._translate(exc, what) from exc
+                    with self._watchdog.guard(conn.fileno()) as guard:
+                        try:
+                            yield conn
+                        except self._pg.Error as exc:
+                            if guard.expired:
+                                raise BackendUnavailableError(
+                                    f"PostgreSQL {self._dsn_label} did not answer within {self._watchdog.seconds:g}s "
+                                    f"while trying to {what}"
+                                ) from exc
+                            raise self._translate(exc, what) from exc
                     return
             except _StaleConnection:
                 logger.info("discarding a PostgreSQL connection closed by the server (%s)", self._dsn_label)
@@ -936,6 +952,7 @@ class PostgresCheckpointer(Checkpointer):
         self._setup_mutex = threading.Lock()
 
     def _close(self) -> None:
+        self._watchdog.stop()
         self._pool.close()
 
     # ------------------------------------------------------------------ primitives

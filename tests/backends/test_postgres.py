@@ -989,3 +989,31 @@ def test_server_down_raises_unavailable_quickly_and_first_use_waits_for_nothing(
     assert loaded is not None and loaded.messages[0].content == "kept"
     checkpointer.delete("down")
     checkpointer.close()
+
+
+def test_frozen_server_raises_unavailable_within_the_deadline_then_recovers(own_server: PostgresServer) -> None:
+    """A server process that stops answering (SIGSTOP) must not hang the caller: TCP stays up, so only a
+    client-side deadline helps."""
+    import signal
+
+    schema = unique_schema()
+    cp = PostgresCheckpointer(own_server.url, schema=schema, statement_timeout=1.0, max_connections=1, timeout=2.0)
+    try:
+        cp.save("t", AgentStateSnapshot(messages=[AgentMessage.user("kept")]))
+        with cp._cursor("find the server process") as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (backend_pid,) = cursor.fetchone()
+        os.kill(backend_pid, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match="did not answer within 6s"):
+                cp.load("t")
+            elapsed = time.monotonic() - start
+            assert 5.0 <= elapsed < 9.0, elapsed
+        finally:
+            os.kill(backend_pid, signal.SIGCONT)
+        state = cp.load("t")  # a fresh connection; the frozen one was discarded
+        assert state is not None and [m.content for m in state.messages] == ["kept"]
+    finally:
+        cp.close()
+        drop_schema(own_server.url, schema)
