@@ -470,7 +470,8 @@ def _libpq_params(dsn: str, connect_timeout: float, statement_timeout: Optional[
     try:
         params: Dict[str, str] = parse_dsn(dsn)
     except psycopg2.ProgrammingError as exc:
-        raise ConfigurationError(f"invalid PostgreSQL DSN {label!r}: {_first_line(exc)}") from None
+        # libpq's message quotes the offending token, which may be (part of) the password.
+        raise ConfigurationError(f"invalid PostgreSQL DSN {label!r}: check its syntax and percent-encoding") from None
     if "://" not in dsn:
         label = " ".join(f"{k}={'***' if k == 'password' else v}" for k, v in params.items())
     params.setdefault("connect_timeout", str(max(2, math.ceil(connect_timeout))))

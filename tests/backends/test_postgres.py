@@ -207,6 +207,16 @@ def test_passwords_never_appear_in_repr_or_errors() -> None:
         checkpointer.close()
 
 
+@pytest.mark.parametrize(
+    "dsn",
+    ["postgresql://bob:hunter%zz2@127.0.0.1/db", "host=127.0.0.1 user=bob password=hunter2 secret dbname=db"],
+)
+def test_malformed_dsn_errors_do_not_quote_the_password(dsn: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PostgresCheckpointer(dsn)
+    assert "hunter" not in str(info.value) and "secret" not in str(info.value)
+
+
 def test_module_imports_without_psycopg2_and_names_the_extra() -> None:
     code = (
         "import sys; sys.modules['psycopg2'] = None\n"
