@@ -23,7 +23,7 @@ import secrets
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List
 
 import boto3
 
@@ -31,12 +31,12 @@ from agents_persist import DynamoDbCheckpointer, from_url
 from agents_persist.backends.dynamodb_items import pack_messages, unpack_messages
 from agents_persist.codec import decode_messages, encode_head, encode_messages
 from benchmarks.harness import (
-    SIZES,
+    SAVE_LABEL,
     Report,
     add_growing_conversation,
-    append_samples,
-    interleave,
     make_messages,
+    measure_appends,
+    measure_load,
     parse_args,
     snapshot_of,
 )
@@ -61,6 +61,9 @@ def raw_query(client: Any, table: str, thread_id: str) -> List[Dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return items
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+RAW_SAVE = "raw boto3 +2 msgs onto 1000"
 
 
 def main() -> int:
@@ -135,35 +138,19 @@ def run(cp: DynamoDbCheckpointer, raw: Any, table: str, repeats: int, turns: int
             raw.delete_item(TableName=table, Key={"thread_id": {"S": tid}, "sk": {"S": sk}})
         return elapsed
 
-    counters = {size: [0] for size in SIZES}
-    fns: Dict[str, Callable[[], Optional[float]]] = {
-        f"library save +2 msgs onto {size}": append_samples(cp, "bench-", size, counters[size]) for size in SIZES
-    }
-    fns["raw boto3 +2 msgs onto 1000"] = lambda: raw_append(1000)
-    for label, samples in interleave(fns, repeats).items():
-        report.add(label, samples)
-
-    cp.save("bench-load", snapshot_of(make_messages(1000)))
+    measure_appends(report, cp, {RAW_SAVE: lambda: raw_append(1000)}, repeats)
+    report.ratio("library / raw save at 1000", SAVE_LABEL.format(size=1000), RAW_SAVE, 1.5)
 
     def raw_load() -> None:
         items = raw_query(raw, table, "bench-load")
         chunks = sorted((item["sk"]["S"], item["p"]["B"]) for item in items if item["sk"]["S"] != "H")
         decode_messages(unpack_messages(b"".join(payload for _, payload in chunks), 1000, "bench-load"))
 
-    def library_load() -> None:
-        cp.load("bench-load")
-
-    loads = interleave({"library load 1000": library_load, "raw boto3 Query 1000 + decode": raw_load}, repeats)
-    for label, samples in loads.items():
-        report.add(label, samples)
-    cp.delete("bench-load")
+    measure_load(report, cp, "raw boto3 Query 1000 + decode", raw_load, repeats)
 
     add_growing_conversation(report, cp, "bench-growing", turns)
     cp.delete("bench-growing")
 
-    report.ratio("save at 1000 / save at 10", "library save +2 msgs onto 1000", "library save +2 msgs onto 10", 1.5)
-    report.ratio("library / raw save at 1000", "library save +2 msgs onto 1000", "raw boto3 +2 msgs onto 1000", 1.5)
-    report.ratio("library / raw load 1000", "library load 1000", "raw boto3 Query 1000 + decode", 1.5)
     return report
 
 

@@ -54,12 +54,11 @@ from psycopg2.extras import execute_values
 from agents_persist import AgentMessage, AgentStateSnapshot, PostgresCheckpointer
 from agents_persist.codec import decode_message_stream, decode_messages, encode_head, encode_messages
 from benchmarks.harness import (
-    SIZES,
     Report,
     add_growing_conversation,
-    append_samples,
     interleave,
     make_messages,
+    measure_appends,
     parse_args,
     snapshot_of,
 )
@@ -225,7 +224,6 @@ def parallel_speedup(cp: PostgresCheckpointer, rounds: int = 5) -> Dict[str, flo
     return {"sequential": statistics.median(sequential), "parallel": statistics.median(parallel)}
 
 
-SAVE_10 = "library save +2 msgs onto 10"
 SAVE_1000 = "library save +2 msgs onto 1000"
 RAW_SAVE_1000 = "raw psycopg2 +2 msgs onto 1000"
 LOAD_ONE_SAVE = "library load 1000 (one save)"
@@ -248,13 +246,7 @@ def parallel_label(fsync: str) -> str:
 
 
 def measure_saves(cp: PostgresCheckpointer, raw: RawClient, report: Report, repeats: int) -> None:
-    counters: Dict[int, List[int]] = {size: [0] for size in SIZES}
-    fns: Dict[str, Callable[[], Optional[float]]] = {
-        f"library save +2 msgs onto {size}": append_samples(cp, "bench-", size, counters[size]) for size in SIZES
-    }
-    fns[RAW_SAVE_1000] = raw_append_step(raw, 1000, [0])
-    for label, samples in interleave(fns, repeats).items():
-        report.add(label, samples)
+    measure_appends(report, cp, {RAW_SAVE_1000: raw_append_step(raw, 1000, [0])}, repeats)
 
 
 def measure_loads(cp: PostgresCheckpointer, raw: RawClient, report: Report, repeats: int) -> str:
@@ -378,7 +370,6 @@ def main() -> int:
         slowest = max(seconds for _, seconds in samples) * 1e6
         cp.close()
 
-        report.ratio("save at 1000 / save at 10", SAVE_1000, SAVE_10, 1.5)
         report.ratio("library / raw save at 1000", SAVE_1000, RAW_SAVE_1000, 2.0)
         for label in (LOAD_ONE_SAVE, LOAD_APPENDED):
             report.ratio(f"{label} / raw rows", label, RAW_LOAD_ROWS, 1.5)

@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, List
 
 import redis
 import redis.cluster
@@ -28,12 +28,12 @@ import redis.cluster
 from agents_persist import RedisCheckpointer
 from agents_persist.codec import decode_messages, encode_head, encode_messages
 from benchmarks.harness import (
-    SIZES,
+    SAVE_LABEL,
     Report,
     add_growing_conversation,
-    append_samples,
-    interleave,
     make_messages,
+    measure_appends,
+    measure_load,
     parse_args,
     snapshot_of,
 )
@@ -89,22 +89,22 @@ def second_append(cp: RedisCheckpointer, size: int, counter: List[int]) -> Calla
     return step
 
 
+RAW_SAVE = "raw RPUSH 2 + SET head onto 1000 (pipelined)"
+
+
 def run(url: str, client: Any, args: Any, title: str) -> Report:
     """Measure the library next to ``client`` (raw redis-py on the same server)."""
     cp = RedisCheckpointer.from_url(url, key_prefix="bench:")
     report = Report(title)
     tag = f"{RAW_PREFIX}{{load}}"
     try:
-        counters: Dict[int, List[int]] = {size: [0] for size in SIZES}
-        fns: Dict[str, Callable[[], Any]] = {
-            f"library save +2 msgs onto {size}": append_samples(cp, "bench-", size, counters[size]) for size in SIZES
+        raw_steps = {
+            RAW_SAVE: raw_append(client, 1000, [0]),
+            "library save +2 msgs onto 1000, 2nd append": second_append(cp, 1000, [0]),
         }
-        fns["raw RPUSH 2 + SET head onto 1000 (pipelined)"] = raw_append(client, 1000, [0])
-        fns["library save +2 msgs onto 1000, 2nd append"] = second_append(cp, 1000, [0])
-        for label, samples in interleave(fns, args.repeats).items():
-            report.add(label, samples)
+        measure_appends(report, cp, raw_steps, args.repeats)
+        report.ratio("library / raw save at 1000", SAVE_LABEL.format(size=1000), RAW_SAVE, 2.0)
 
-        cp.save("bench-load", snapshot_of(make_messages(1000)))
         blobs = encode_messages(make_messages(1000))
         client.delete(tag + ":head", tag + ":log")
         client.hset(
@@ -119,20 +119,10 @@ def run(url: str, client: Any, args: Any, title: str) -> Report:
             _, stored = pipe.execute()
             decode_messages(stored)
 
-        loads = interleave(
-            {"library load 1000": lambda: cp.load("bench-load"), "raw HGETALL + LRANGE 1000 + decode": raw_load},
-            args.repeats,
-        )
-        for label, samples in loads.items():
-            report.add(label, samples)
+        measure_load(report, cp, "raw HGETALL + LRANGE 1000 + decode", raw_load, args.repeats)
 
         add_growing_conversation(report, cp, "bench-growing", args.turns)
 
-        report.ratio("save at 1000 / save at 10", "library save +2 msgs onto 1000", "library save +2 msgs onto 10", 1.5)
-        report.ratio(
-            "library / raw save at 1000", "library save +2 msgs onto 1000", "raw RPUSH 2 + SET head onto 1000 (pipelined)", 2.0
-        )
-        report.ratio("library / raw load 1000", "library load 1000", "raw HGETALL + LRANGE 1000 + decode", 1.5)
     finally:
         for tid in ("bench-load", "bench-growing"):
             cp.delete(tid)

@@ -16,17 +16,16 @@ import sqlite3
 import sys
 import tempfile
 import time
-from typing import Dict, List
 
 from agents_persist import SqliteCheckpointer
 from agents_persist.codec import decode_messages, encode_head, encode_messages
 from benchmarks.harness import (
-    SIZES,
+    SAVE_LABEL,
     Report,
     add_growing_conversation,
-    append_samples,
-    interleave,
     make_messages,
+    measure_appends,
+    measure_load,
     parse_args,
     snapshot_of,
 )
@@ -73,13 +72,9 @@ def main() -> int:
             raw.execute("COMMIT")
             return time.perf_counter() - start
 
-        counters: Dict[int, List[int]] = {size: [0] for size in SIZES}
-        fns = {f"library save +2 msgs onto {size}": append_samples(cp, "bench-", size, counters[size]) for size in SIZES}
-        fns["raw sqlite3 +2 msgs onto 1000"] = lambda: raw_append(1000)
-        for label, samples in interleave(fns, args.repeats).items():
-            report.add(label, samples)
+        measure_appends(report, cp, {"raw sqlite3 +2 msgs onto 1000": lambda: raw_append(1000)}, args.repeats)
+        report.ratio("library / raw save at 1000", SAVE_LABEL.format(size=1000), "raw sqlite3 +2 msgs onto 1000", 2.0)
 
-        cp.save("bench-load", snapshot_of(make_messages(1000)))
         raw_blobs = encode_messages(make_messages(1000))
         raw.execute("BEGIN")
         raw.executemany("INSERT INTO raw_messages VALUES ('raw-load', ?, ?)", list(enumerate(raw_blobs)))
@@ -93,18 +88,10 @@ def main() -> int:
             raw.execute("COMMIT")
             decode_messages([row[0] for row in rows])
 
-        loads = interleave(
-            {"library load 1000": lambda: cp.load("bench-load"), "raw sqlite3 load 1000 + decode": raw_load},
-            args.repeats,
-        )
-        for label, samples in loads.items():
-            report.add(label, samples)
+        measure_load(report, cp, "raw sqlite3 load 1000 + decode", raw_load, args.repeats)
 
         add_growing_conversation(report, cp, "bench-growing", args.turns)
 
-        report.ratio("save at 1000 / save at 10", "library save +2 msgs onto 1000", "library save +2 msgs onto 10", 1.5)
-        report.ratio("library / raw save at 1000", "library save +2 msgs onto 1000", "raw sqlite3 +2 msgs onto 1000", 2.0)
-        report.ratio("library / raw load 1000", "library load 1000", "raw sqlite3 load 1000 + decode", 1.5)
         print(report.render())
         cp.close()
         raw.close()

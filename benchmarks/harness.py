@@ -34,6 +34,10 @@ __all__ = [
     "growing_conversation",
     "window_medians",
     "add_growing_conversation",
+    "measure_appends",
+    "measure_load",
+    "SAVE_LABEL",
+    "LOAD_LABEL",
     "Report",
     "parse_args",
 ]
@@ -112,6 +116,39 @@ def append_samples(checkpointer: Checkpointer, prefix: str, size: int, counter: 
         return elapsed
 
     return step
+
+
+SAVE_LABEL = "library save +2 msgs onto {size}"
+LOAD_LABEL = "library load 1000"
+
+
+def measure_appends(report: "Report", checkpointer: Checkpointer, raw: Mapping[str, Callable[[], object]], repeats: int) -> None:
+    """Report library saves of 2 messages onto 10, 100 and 1,000 stored ones, interleaved with ``raw`` steps.
+
+    Adds the ratio save at 1,000 / save at 10 (target 1.5); the caller adds
+    its own library-versus-raw ratio.
+    """
+    fns: Dict[str, Callable[[], object]] = {
+        SAVE_LABEL.format(size=size): append_samples(checkpointer, "bench-", size, [0]) for size in SIZES
+    }
+    fns.update(raw)
+    for label, samples in interleave(fns, repeats).items():
+        report.add(label, samples)
+    report.ratio("save at 1000 / save at 10", SAVE_LABEL.format(size=1000), SAVE_LABEL.format(size=10), 1.5)
+
+
+def measure_load(
+    report: "Report", checkpointer: Checkpointer, raw_label: str, raw_load: Callable[[], object], repeats: int
+) -> None:
+    """Report the load of a 1,000-message thread next to ``raw_load``, with their ratio (target 1.5)."""
+    checkpointer.save("bench-load", snapshot_of(make_messages(1000)))
+    try:
+        loads = interleave({LOAD_LABEL: lambda: checkpointer.load("bench-load"), raw_label: raw_load}, repeats)
+    finally:
+        checkpointer.delete("bench-load")
+    for label, samples in loads.items():
+        report.add(label, samples)
+    report.ratio("library / raw load 1000", LOAD_LABEL, raw_label, 1.5)
 
 
 def growing_conversation(checkpointer: Checkpointer, thread_id: str, turns: int = 500) -> List[Tuple[int, float]]:
