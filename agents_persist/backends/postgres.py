@@ -469,7 +469,7 @@ def _libpq_params(dsn: str, connect_timeout: float, statement_timeout: Optional[
     label = redact_url(dsn) if "://" in dsn else "<libpq connection string>"
     try:
         params: Dict[str, str] = parse_dsn(dsn)
-    except psycopg2.ProgrammingError as exc:
+    except psycopg2.ProgrammingError:
         # libpq's message quotes the offending token, which may be (part of) the password.
         raise ConfigurationError(f"invalid PostgreSQL DSN {label!r}: check its syntax and percent-encoding") from None
     if "://" not in dsn:
