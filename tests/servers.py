@@ -471,7 +471,30 @@ def _env(name: str) -> str | None:
 # --------------------------------------------------------------------------
 
 
-class RedisServer:
+class _ChildServer:
+    """A server run as our own child process (``self.proc``), stopped by its PID."""
+
+    proc: subprocess.Popen[bytes] | None
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running server, None when stopped."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        return self.proc.pid
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM by PID (SIGKILL after ``timeout``), then reap. Idempotent."""
+        _stop_popen(self.proc, timeout=timeout)
+        _unregister(self)
+
+    def kill(self) -> None:
+        """SIGKILL by PID (simulates a crash) and reap."""
+        _stop_popen(self.proc, sig=signal.SIGKILL)
+        _unregister(self)
+
+
+class RedisServer(_ChildServer):
     """A standalone ``redis-server`` child process without persistence.
 
     Attributes: ``url`` (``redis://127.0.0.1:P/0``), ``host``, ``port``,
@@ -557,12 +580,6 @@ class RedisServer:
         """``redis://127.0.0.1:P/0``."""
         return f"redis://{self.host}:{self.port}/0"
 
-    @property
-    def pid(self) -> int | None:
-        """PID of the running server, None when stopped."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        return self.proc.pid
 
     @property
     def running(self) -> bool:
@@ -577,15 +594,6 @@ class RedisServer:
             return False
 
     # -- lifecycle ------------------------------------------------------------
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM by PID (SIGKILL after ``timeout``), then reap. Idempotent."""
-        _stop_popen(self.proc, timeout=timeout)
-        _unregister(self)
-
-    def kill(self) -> None:
-        """SIGKILL by PID (simulates a crash) and reap."""
-        _stop_popen(self.proc, sig=signal.SIGKILL)
-        _unregister(self)
 
     def restart(self, timeout: float = 15.0) -> None:
         """Stop if running, then start again on the same port and directory."""
@@ -1118,7 +1126,7 @@ def _moto_argv() -> list[str]:
     return [sys.executable, "-m", "moto.server"]
 
 
-class MotoServer:
+class MotoServer(_ChildServer):
     """``moto_server`` (all AWS services, DynamoDB included) as a child process.
 
     Attributes: ``url`` / ``endpoint_url`` (``http://127.0.0.1:P``), ``host``,
@@ -1192,12 +1200,6 @@ class MotoServer:
 
     endpoint_url = url
 
-    @property
-    def pid(self) -> int | None:
-        """PID of the running server, None when stopped."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        return self.proc.pid
 
     def client_kwargs(self) -> dict[str, str]:
         """Keyword arguments for ``boto3.client("dynamodb", **kw)`` (dummy credentials)."""
@@ -1214,15 +1216,6 @@ class MotoServer:
         with urllib.request.urlopen(req, timeout=10) as resp:
             resp.read()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM by PID (SIGKILL after ``timeout``), then reap. Idempotent."""
-        _stop_popen(self.proc, timeout=timeout)
-        _unregister(self)
-
-    def kill(self) -> None:
-        """SIGKILL by PID."""
-        _stop_popen(self.proc, sig=signal.SIGKILL)
-        _unregister(self)
 
     def restart(self, timeout: float = 30.0) -> None:
         """Stop and start again on the same port (all state is lost)."""
