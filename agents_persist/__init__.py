@@ -8,11 +8,11 @@ are imported lazily, so their drivers are needed only when used
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
+from . import registry
 from .aio import AsyncCheckpointer
-from .base import MAX_THREAD_ID_BYTES, Checkpointer, validate_thread_id
+from .checkpointer import Checkpointer
 from .errors import (
     AgentsPersistError,
     BackendUnavailableError,
@@ -25,6 +25,7 @@ from .errors import (
     SnapshotTooLargeError,
     UnsupportedFormatError,
 )
+from .ids import MAX_THREAD_ID_BYTES, validate_thread_id
 from .mixin import AgentStateMixin
 from .models import (
     AgentMessage,
@@ -35,37 +36,12 @@ from .models import (
     TodoItem,
     ToolCall,
 )
+from .store import Store
 from .urls import from_url, redact_url, register_scheme
-
-if TYPE_CHECKING:
-    from .backends.dynamodb import DynamoDbCheckpointer
-    from .backends.memory import InMemoryCheckpointer
-    from .backends.postgres import PostgresCheckpointer
-    from .backends.redis import RedisCheckpointer
-    from .backends.sqlite import SqliteCheckpointer
 
 __version__ = "0.1.0"
 
-_LAZY_BACKENDS = {
-    "InMemoryCheckpointer": "agents_persist.backends.memory",
-    "SqliteCheckpointer": "agents_persist.backends.sqlite",
-    "RedisCheckpointer": "agents_persist.backends.redis",
-    "PostgresCheckpointer": "agents_persist.backends.postgres",
-    "DynamoDbCheckpointer": "agents_persist.backends.dynamodb",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY_BACKENDS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agents_persist' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
 __all__ = [
-    "__version__",
     "AgentMessage",
     "AgentStateMixin",
     "AgentStateSnapshot",
@@ -77,23 +53,47 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CorruptSnapshotError",
-    "DynamoDbCheckpointer",
     "HitlInterrupt",
-    "InMemoryCheckpointer",
     "InvalidThreadIdError",
     "MAX_THREAD_ID_BYTES",
-    "PostgresCheckpointer",
-    "RedisCheckpointer",
     "SerializationError",
     "SnapshotTooLargeError",
-    "SqliteCheckpointer",
+    "Store",
     "ThreadInfo",
     "ThreadPage",
     "TodoItem",
     "ToolCall",
     "UnsupportedFormatError",
+    "__version__",
     "from_url",
     "redact_url",
     "register_scheme",
     "validate_thread_id",
 ]
+
+if TYPE_CHECKING:
+    # For type checkers: at run time the backend classes come from the registry
+    # (tests/test_api.py checks that this block names the same classes).
+    from .backends.dynamodb import DynamoDbCheckpointer
+    from .backends.memory import InMemoryCheckpointer
+    from .backends.postgres import PostgresCheckpointer
+    from .backends.redis import RedisCheckpointer
+    from .backends.sqlite import SqliteCheckpointer
+
+    __all__ += ["DynamoDbCheckpointer", "InMemoryCheckpointer", "PostgresCheckpointer", "RedisCheckpointer", "SqliteCheckpointer"]
+else:
+    __all__ += [b.class_name for b in registry.backends() if b.target.startswith(__name__ + ".")]
+
+
+def __getattr__(name: str) -> Any:
+    # Backend classes come from the registry, imported on first use (their drivers later still).
+    backend = registry.checkpointer_classes().get(name) if name.endswith("Checkpointer") else None
+    if backend is None:
+        raise AttributeError(f"module 'agents_persist' has no attribute {name!r}")
+    value = backend.load()
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))

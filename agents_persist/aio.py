@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, AsyncIterator, Callable, Optional, Type, TypeVar
 
-from .base import Checkpointer, UpdateFn
+from .checkpointer import Checkpointer, UpdateFn
 from .errors import CheckpointerClosedError
 from .models import AgentStateSnapshot, ThreadInfo, ThreadPage
 

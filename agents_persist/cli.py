@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Sequence
 import msgspec
 
 from . import __version__
-from .base import Checkpointer
+from .checkpointer import Checkpointer
 from .errors import AgentsPersistError
 from .mixin import AgentStateMixin
 from .models import AgentMessage, AgentStateSnapshot, HitlInterrupt, TodoItem, ToolCall

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-from .base import Checkpointer
+from .checkpointer import Checkpointer
 from .models import AgentMessage, AgentStateSnapshot, HitlInterrupt, TodoItem
 
 __all__ = ["AgentStateMixin"]

@@ -218,14 +218,19 @@ class AgentStateSnapshot(msgspec.Struct, dict=True):
         return [message.to_openai() for message in self.messages]
 
 
-class ThreadInfo(msgspec.Struct, frozen=True, dict=True):
-    """A summary of one stored thread, as listed by ``list_threads``."""
+class ThreadInfo(msgspec.Struct, frozen=True):
+    """A summary of one stored thread, as listed by ``list_threads``.
+
+    ``updated_timestamp`` is the exact stored update time in epoch seconds
+    (``updated_at`` is rounded to microseconds); listing cursors use it.
+    """
 
     thread_id: str
     version: int
     updated_at: datetime
     message_count: int
     expires_at: Optional[datetime] = None
+    updated_timestamp: Optional[float] = None
 
 
 class ThreadPage(msgspec.Struct, frozen=True):

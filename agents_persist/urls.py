@@ -1,65 +1,48 @@
 """``from_url``: pick and build a checkpointer from a URL, importing its driver lazily.
 
-Schemes map to ``"module:Class"`` strings, so choosing ``memory://`` never
-imports redis, psycopg2 or boto3. Every backend class has a ``from_url``
+Schemes come from :mod:`agents_persist.registry`, and drivers are imported
+only when a checkpointer is built, so choosing ``memory://`` never imports
+redis, psycopg2 or boto3. Every backend class has a ``from_url``
 classmethod; this module only dispatches, and hides passwords in anything it
 prints.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
-import threading
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
+from . import registry
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .base import Checkpointer
+    from .checkpointer import Checkpointer
 
 __all__ = ["from_url", "register_scheme", "redact_url", "ENV_URL", "DEFAULT_URL"]
 
 ENV_URL = "AGENTS_PERSIST_URL"
 DEFAULT_URL = "sqlite:///agents_persist.db"
 
-_EXTRAS = {
-    "agents_persist.backends.redis": "redis",
-    "agents_persist.backends.postgres": "postgres",
-    "agents_persist.backends.dynamodb": "dynamodb",
-}
-
-_registry: Dict[str, str] = {
-    "memory": "agents_persist.backends.memory:InMemoryCheckpointer",
-    "sqlite": "agents_persist.backends.sqlite:SqliteCheckpointer",
-    "redis": "agents_persist.backends.redis:RedisCheckpointer",
-    "rediss": "agents_persist.backends.redis:RedisCheckpointer",
-    "redis+cluster": "agents_persist.backends.redis:RedisCheckpointer",
-    "rediss+cluster": "agents_persist.backends.redis:RedisCheckpointer",
-    "postgresql": "agents_persist.backends.postgres:PostgresCheckpointer",
-    "postgres": "agents_persist.backends.postgres:PostgresCheckpointer",
-    "dynamodb": "agents_persist.backends.dynamodb:DynamoDbCheckpointer",
-}
-_registry_lock = threading.Lock()
 _SECRET_IN_QUERY = re.compile(r"(?i)((?:^|&)(?:password|secret|token|aws_secret_access_key|aws_session_token)=)[^&]*")
 
 
 def register_scheme(scheme: str, target: str, *, allow_override: bool = False) -> None:
     """Make ``from_url`` build ``target`` (``"package.module:Class"``) for ``scheme://`` URLs.
 
+    A shorthand for :func:`agents_persist.registry.register` with a backend
+    named after the scheme.
+
     Raises:
         ConfigurationError: ``scheme`` is taken and ``allow_override`` is false,
             or ``target`` is not of the form ``module:Class``.
     """
     scheme = scheme.lower()
-    if ":" not in target:
-        raise ConfigurationError(f"target must look like 'package.module:Class', not {target!r}")
-    with _registry_lock:
-        if scheme in _registry and not allow_override and _registry[scheme] != target:
-            raise ConfigurationError(f"URL scheme {scheme!r} is already registered to {_registry[scheme]}")
-        _registry[scheme] = target
+    for backend in registry.backends():
+        if scheme in backend.schemes and backend.target == target:
+            return
+    registry.register(registry.Backend(name=f"scheme:{scheme}", target=target, schemes=(scheme,)), allow_override=allow_override)
 
 
 def redact_url(url: str) -> str:
@@ -85,19 +68,12 @@ def redact_url(url: str) -> str:
 
 
 def _resolve(scheme: str) -> Any:
-    with _registry_lock:
-        target = _registry.get(scheme)
-    if target is None:
-        known = ", ".join(sorted(_registry))
-        raise ConfigurationError(f"unknown URL scheme {scheme!r}; known schemes: {known}")
-    module_name, _, class_name = target.partition(":")
+    backend = registry.resolve_scheme(scheme)
     try:
-        module = importlib.import_module(module_name)
+        return backend.load()
     except ImportError as exc:
-        extra = _EXTRAS.get(module_name)
-        hint = f"; install it with: pip install agents_persist[{extra}]" if extra else ""
+        hint = f"; install it with: pip install agents_persist[{backend.extra}]" if backend.extra else ""
         raise ConfigurationError(f"the {scheme}:// backend needs a missing package ({exc.name}){hint}") from exc
-    return getattr(module, class_name)
 
 
 def from_url(url: Optional[str] = None, **options: Any) -> "Checkpointer":

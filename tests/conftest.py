@@ -1,33 +1,40 @@
 """Shared fixtures: one ``checkpointer`` fixture parametrised over every backend.
 
-Each backend contributes, in ``tests/fixtures/<backend>.py`` (a pytest plugin
-listed below), a session-scoped ``<name>_spec`` fixture returning a
-:class:`BackendSpec`. The contract suite only ever asks for ``backend_spec`` or
-``checkpointer``; adding a backend means adding its fixture module and its name
-to the lists here, never copying tests.
+Each backend contributes one module ``tests/fixtures/<backend>.py`` (found and
+loaded as a pytest plugin) with a session-scoped ``<name>_spec`` fixture
+returning a :class:`BackendSpec`, declared in its ``CONTRACT_SPECS``. The
+contract suite only ever asks for ``backend_spec`` or ``checkpointer``; adding
+a backend means adding its fixture module, never editing a list or copying tests.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import uuid
-from typing import Iterator
+from types import ModuleType
+from typing import Iterator, List
 
 import pytest
 
 from agents_persist import Checkpointer
-from tests.spec import BackendSpec
+from tests import fixtures
+from tests.spec import BackendSpec, ContractSpec
 
-pytest_plugins = [
-    "tests.fixtures.local",
-    "tests.fixtures.redis",
-    "tests.fixtures.postgres",
-    "tests.fixtures.dynamodb",
-]
+pytest.register_assert_rewrite(fixtures.__name__)
 
+
+def _fixture_modules() -> List[ModuleType]:
+    return [importlib.import_module(f"{fixtures.__name__}.{info.name}") for info in pkgutil.iter_modules(fixtures.__path__)]
+
+
+#: Every module in tests/fixtures is a plugin; each declares its contract entries in ``CONTRACT_SPECS``.
+pytest_plugins = [module.__name__ for module in _fixture_modules()]
+CONTRACT_SPECS: List[ContractSpec] = [spec for module in _fixture_modules() for spec in getattr(module, "CONTRACT_SPECS", [])]
 #: Backends the whole contract suite runs against.
-CONTRACT_BACKENDS = ["memory", "sqlite", "redis", "redis_cluster", "postgres", "dynamodb"]
+CONTRACT_BACKENDS = [spec.name for spec in CONTRACT_SPECS]
 #: Backends whose instances (and processes) built from one spec share storage.
-SHARED_BACKENDS = [name for name in CONTRACT_BACKENDS if name != "memory"]
+SHARED_BACKENDS = [spec.name for spec in CONTRACT_SPECS if spec.shared]
 
 
 @pytest.fixture(params=CONTRACT_BACKENDS)

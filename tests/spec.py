@@ -8,6 +8,20 @@ from typing import Any, Callable, Dict, Optional
 from agents_persist import Checkpointer, from_url
 
 
+@dataclass(frozen=True)
+class ContractSpec:
+    """One entry of the contract suite, declared by a fixture module as ``CONTRACT_SPECS``.
+
+    ``name`` is the test ID and names the session fixture ``<name>_spec``;
+    ``backend`` is the registered backend it exercises; ``shared`` says
+    whether instances (and processes) built from one spec share storage.
+    """
+
+    name: str
+    backend: str
+    shared: bool = True
+
+
 @dataclass
 class BackendSpec:
     """A picklable recipe: ``from_url(url, **options)`` builds a checkpointer on the test's store.

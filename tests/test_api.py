@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any, Callable
 
 import pytest
 
 import agents_persist
-from agents_persist import AgentsPersistError, AsyncCheckpointer, Checkpointer, errors
+from agents_persist import AgentsPersistError, AsyncCheckpointer, Checkpointer, errors, registry
 
 #: Public methods of Checkpointer; each needs a twin on AsyncCheckpointer.
 PUBLIC_METHODS = [
@@ -48,20 +47,22 @@ def test_all_has_no_duplicates_and_unknown_names_raise() -> None:
         agents_persist.NoSuchCheckpointer  # noqa: B018
 
 
-@pytest.mark.parametrize(
-    "name", ["InMemoryCheckpointer", "SqliteCheckpointer", "RedisCheckpointer", "PostgresCheckpointer", "DynamoDbCheckpointer"]
-)
-def test_backends_are_checkpointers_reachable_by_url_scheme(name: str) -> None:
-    backend = getattr(agents_persist, name)
-    assert inspect.isclass(backend) and issubclass(backend, Checkpointer)
-    assert not inspect.isabstract(backend)
-    assert backend.url_schemes, f"{name} answers to no URL scheme"
-    assert callable(getattr(backend, "from_url", None))
-    from agents_persist import urls
+def test_every_backend_package_declares_itself_once() -> None:
+    names = [backend.name for backend in registry.backends()]
+    assert {"memory", "sqlite", "redis", "postgres", "dynamodb"} <= set(names)
+    assert len(names) == len(set(names))
 
-    for scheme in backend.url_schemes:
-        module_name, _, class_name = urls._registry[scheme].partition(":")
-        assert getattr(importlib.import_module(module_name), class_name) is backend
+
+@pytest.mark.parametrize("backend", registry.backends(), ids=lambda b: b.name)
+def test_backends_are_checkpointers_reachable_by_url_scheme(backend: registry.Backend) -> None:
+    cls = getattr(agents_persist, backend.class_name)
+    assert backend.class_name in agents_persist.__all__
+    assert inspect.isclass(cls) and issubclass(cls, Checkpointer)
+    assert not inspect.isabstract(cls)
+    assert backend.schemes, f"{backend.name} answers to no URL scheme"
+    assert callable(getattr(cls, "from_url", None))
+    for scheme in backend.schemes:
+        assert registry.resolve_scheme(scheme).load() is cls
 
 
 def test_every_error_derives_from_the_base() -> None:
@@ -129,3 +130,18 @@ def test_async_transaction_is_an_async_context_manager() -> None:
 def test_async_checkpointer_is_an_async_context_manager() -> None:
     assert inspect.iscoroutinefunction(AsyncCheckpointer.__aenter__)
     assert inspect.iscoroutinefunction(AsyncCheckpointer.__aexit__)
+
+
+def test_every_built_in_backend_runs_the_contract_suite() -> None:
+    from tests.conftest import CONTRACT_SPECS
+
+    built_in = {b.name for b in registry.backends() if b.target.startswith("agents_persist.backends.")}
+    assert built_in <= {spec.backend for spec in CONTRACT_SPECS}
+
+
+def test_the_type_checking_exports_name_the_registered_classes() -> None:
+    source = inspect.getsource(agents_persist)
+    block = source[source.index("if TYPE_CHECKING:") : source.index("else:")]
+    built_in = [b.class_name for b in registry.backends() if b.target.startswith("agents_persist.backends.")]
+    for name in built_in:
+        assert f"import {name}\n" in block and f'"{name}"' in block, f"add {name} to the TYPE_CHECKING block"

@@ -307,7 +307,7 @@ def test_stored_digest_is_the_same_for_appended_and_whole_saves() -> None:
         state.messages.append(messages[4])
         cp.save("batched", state)
         cp.save("whole", AgentStateSnapshot(messages=list(messages)))
-        batched, whole = cp._threads["batched"], cp._threads["whole"]
+        batched, whole = cp.store._threads["batched"], cp.store._threads["whole"]
         assert batched.messages == whole.messages
         assert batched.digest == whole.digest == chain_digest(EMPTY_DIGEST, whole.messages)
 
@@ -408,34 +408,34 @@ def _memory_with_thread() -> Tuple[InMemoryCheckpointer, str]:
 @pytest.mark.parametrize("name,corrupt,error", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
 def test_memory_corrupt_stored_bytes(part: str, name: str, corrupt: Callable[[bytes], bytes], error: type) -> None:
     cp, tid = _memory_with_thread()
-    stored = cp._threads[tid]
+    stored = cp.store._threads[tid]
     if part == "head":
         bad = msgspec.structs.replace(stored, head=corrupt(stored.head))
     else:
         messages = list(stored.messages)
         messages[2] = corrupt(messages[2])
         bad = msgspec.structs.replace(stored, messages=messages)
-    cp._threads[tid] = bad
+    cp.store._threads[tid] = bad
     _assert_load_fails(cp, tid, error)
-    assert cp._threads[tid] is bad and cp._threads[tid] == bad  # untouched
+    assert cp.store._threads[tid] is bad and cp.store._threads[tid] == bad  # untouched
 
 
 def test_memory_head_listing_more_messages_than_stored() -> None:
     cp, tid = _memory_with_thread()
-    stored = cp._threads[tid]
+    stored = cp.store._threads[tid]
     bad = msgspec.structs.replace(stored, messages=stored.messages[:-1])
-    cp._threads[tid] = bad
+    cp.store._threads[tid] = bad
     _assert_load_fails(cp, tid, CorruptSnapshotError)
-    assert cp._threads[tid] == bad
+    assert cp.store._threads[tid] == bad
 
 
 def test_memory_head_listing_fewer_messages_than_stored() -> None:
     cp, tid = _memory_with_thread()
-    stored = cp._threads[tid]
+    stored = cp.store._threads[tid]
     bad = msgspec.structs.replace(stored, message_count=stored.message_count - 1)
-    cp._threads[tid] = bad
+    cp.store._threads[tid] = bad
     _assert_load_fails(cp, tid, CorruptSnapshotError)
-    assert cp._threads[tid] == bad
+    assert cp.store._threads[tid] == bad
 
 
 def _dump(path: Path, tid: str) -> Tuple[Any, Any]:

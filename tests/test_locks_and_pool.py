@@ -19,8 +19,8 @@ from agents_persist import (
     CheckpointerClosedError,
     SqliteCheckpointer,
 )
-from agents_persist.locks import LockRegistry
-from agents_persist.pool import ConnectionPool
+from agents_persist.runtime.locks import LockRegistry
+from agents_persist.runtime.pool import ConnectionPool
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
 
@@ -230,7 +230,7 @@ def test_checkpointer_in_child_works_if_fork_happened_inside_its_prefix_cache(tm
     """Internal mutexes held by another parent thread at fork time must not deadlock the child."""
     with SqliteCheckpointer(tmp_path / "fork.db", synchronous="NORMAL") as cp:
         cp.save("t", AgentStateSnapshot(metadata={"n": 1}))
-        holder = Holder(cp._prefix_cache_mutex.acquire, cp._prefix_cache_mutex.release)
+        holder = Holder(cp._prefixes._mutex.acquire, cp._prefixes._mutex.release)
         try:
 
             def child() -> int:
@@ -450,12 +450,11 @@ def test_child_opens_its_own_connections_and_never_closes_the_parents(factory: F
 
 
 @needs_fork
-def test_after_fork_resets_explicitly(factory: Factory) -> None:
+def test_child_borrows_fresh_even_while_the_forking_thread_holds_a_connection(factory: Factory) -> None:
     pool = make_pool(factory, max_size=1, timeout=0.2)
     with pool.connection() as parent_conn:
 
         def child() -> int:
-            pool.after_fork()
             with pool.connection() as conn:
                 return 0 if conn is not parent_conn and not parent_conn.closed else 1
 
@@ -469,7 +468,7 @@ def sqlite_cp(tmp_path: Path) -> Iterator[SqliteCheckpointer]:
 
 
 def test_sqlite_pool_is_bounded_by_max_connections(sqlite_cp: SqliteCheckpointer) -> None:
-    pool = sqlite_cp._pool
+    pool = sqlite_cp.store._pool
     assert pool.max_size == 2
     with pool.connection(), pool.connection():
         with pytest.raises(BackendUnavailableError):

@@ -18,7 +18,7 @@ from agents_persist import (
     SqliteCheckpointer,
     TodoItem,
 )
-from agents_persist.base import PlannedWrite
+from agents_persist.planning import PlannedWrite
 
 
 class Agent(AgentStateMixin):
@@ -40,13 +40,13 @@ def cp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Checkpointer]
 def spy_writes(cp: Checkpointer) -> List[Tuple[Optional[int], int]]:
     """Record (append_from, number of message blobs) of every backend write."""
     calls: List[Tuple[Optional[int], int]] = []
-    original = cp._write
+    original = cp.store.write
 
     def recording(thread_id: str, write: PlannedWrite) -> int:
         calls.append((write.append_from, len(write.messages)))
         return original(thread_id, write)
 
-    cp._write = recording  # type: ignore[method-assign]
+    cp.store.write = recording  # type: ignore[method-assign]
     return calls
 
 

@@ -14,6 +14,7 @@ from agents_persist import (
     from_url,
     redact_url,
     register_scheme,
+    registry,
     urls,
 )
 
@@ -25,7 +26,12 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Every test runs in its own directory, without AGENTS_PERSIST_URL, on a private scheme registry."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(urls.ENV_URL, raising=False)
-    monkeypatch.setattr(urls, "_registry", dict(urls._registry))
+    monkeypatch.setattr(registry, "_backends", dict(zip(*_registered())))
+
+
+def _registered() -> "tuple[list[str], list[registry.Backend]]":
+    table = {backend.name: backend for backend in registry.backends()}
+    return list(table), list(table.values())
 
 
 # ---------------------------------------------------------------------------------------------- from_url
@@ -53,7 +59,7 @@ def test_sqlite_relative_path_is_relative_to_the_working_directory(tmp_path: Pat
     with from_url("sqlite:///sub.db") as cp:
         assert type(cp) is SqliteCheckpointer
         assert cp.path == str(tmp_path / "sub.db")
-        assert cp.synchronous == "FULL" and cp.timeout == 10.0
+        assert cp.store.synchronous == "FULL" and cp.store.timeout == 10.0
     assert (tmp_path / "sub.db").exists()
 
 
@@ -80,14 +86,14 @@ def test_sqlite_percent_encoded_path(tmp_path: Path) -> None:
 def test_sqlite_query_options(tmp_path: Path) -> None:
     with from_url("sqlite:///q.db?synchronous=normal&timeout=2.5") as cp:
         assert isinstance(cp, SqliteCheckpointer)
-        assert (cp.synchronous, cp.timeout) == ("NORMAL", 2.5)
+        assert (cp.store.synchronous, cp.store.timeout) == ("NORMAL", 2.5)
     with from_url("sqlite:///q.db?synchronous=EXTRA") as cp:
-        assert cp.synchronous == "EXTRA"
+        assert cp.store.synchronous == "EXTRA"
 
 
 def test_sqlite_keyword_options_win_over_the_query() -> None:
     with from_url("sqlite:///k.db?synchronous=NORMAL", synchronous="FULL", ttl=5) as cp:
-        assert cp.synchronous == "FULL" and cp.ttl == 5.0
+        assert cp.store.synchronous == "FULL" and cp.ttl == 5.0
 
 
 @pytest.mark.parametrize(
@@ -144,7 +150,7 @@ def test_env_url_is_the_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("AGENTS_PERSIST_URL", "sqlite:///from-env.db?synchronous=NORMAL")
     with from_url() as cp:
         assert isinstance(cp, SqliteCheckpointer)
-        assert cp.path == str(tmp_path / "from-env.db") and cp.synchronous == "NORMAL"
+        assert cp.path == str(tmp_path / "from-env.db") and cp.store.synchronous == "NORMAL"
     assert not (tmp_path / "agents_persist.db").exists()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from agents_persist.watchdog import DeadlineWatchdog
+from agents_persist.runtime.watchdog import DeadlineWatchdog
 
 
 def test_blocked_receive_is_cut_at_the_deadline() -> None:

@@ -34,6 +34,7 @@ from ..errors import (
     SnapshotTooLargeError,
 )
 from ..models import ThreadInfo
+from ..registry import Backend
 from ..urls import redact_url
 from .dynamodb_items import (
     A_COUNT,
@@ -74,6 +75,14 @@ if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
 __all__ = ["DynamoDbCheckpointer"]
+
+BACKEND = Backend(
+    name="dynamodb",
+    target="agents_persist.backends.dynamodb:DynamoDbCheckpointer",
+    schemes=("dynamodb",),
+    extra="dynamodb",
+    summary="DynamoDB: conditional head, chunked log items under the item limit.",
+)
 
 logger = logging.getLogger(__name__)
 

@@ -3,13 +3,107 @@
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
+from urllib.parse import urlsplit
 
-from ..base import Checkpointer, PlannedWrite, PrefixMismatch, StoredThread
+from .. import options
+from ..checkpointer import Checkpointer
 from ..codec import EMPTY_DIGEST
 from ..models import ThreadInfo
+from ..paging import Position, thread_info
+from ..planning import PlannedWrite, StoredThread, enforce_precondition, is_expired
+from ..registry import Backend
+from ..store import Store
 
-__all__ = ["InMemoryCheckpointer"]
+__all__ = ["InMemoryCheckpointer", "InMemoryStore"]
+
+BACKEND = Backend(
+    name="memory",
+    target="agents_persist.backends.memory:InMemoryCheckpointer",
+    schemes=("memory",),
+    summary="One process's memory: tests and prototypes; gone with the process.",
+)
+OPTIONS = options.COMMON_OPTIONS
+
+
+class InMemoryStore(Store):
+    """Encoded threads in a dict, each record replaced whole under a short mutex."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._threads: Dict[str, StoredThread] = {}
+        self._mutex = threading.Lock()
+
+    def _live(self, thread_id: str, now: Optional[float] = None) -> Optional[StoredThread]:
+        stored = self._threads.get(thread_id)
+        if stored is None or is_expired(stored.expires_at, now):
+            return None
+        return stored
+
+    def read(self, thread_id: str) -> Optional[StoredThread]:
+        with self._mutex:
+            return self._live(thread_id)
+
+    def read_version(self, thread_id: str) -> int:
+        with self._mutex:
+            stored = self._live(thread_id)
+            return 0 if stored is None else stored.version
+
+    def write(self, thread_id: str, write: PlannedWrite) -> int:
+        with self._mutex:
+            current = self._live(thread_id, write.updated_at)
+            previous: List[bytes] = []
+            if current is None:
+                enforce_precondition(thread_id, write, 0, 0, EMPTY_DIGEST)
+                version = 0
+            else:
+                enforce_precondition(thread_id, write, current.version, current.message_count, current.digest)
+                assert isinstance(current.messages, list)  # this store always keeps one blob per message
+                version, previous = current.version, current.messages
+            log = list(write.messages) if write.append_from is None else previous + write.messages
+            self._threads[thread_id] = StoredThread(
+                version=version + 1,
+                head=write.head,
+                messages=log,
+                message_count=write.message_count,
+                digest=write.digest,
+                updated_at=write.updated_at,
+                expires_at=write.expires_at,
+            )
+            return version + 1
+
+    def delete(self, thread_id: str) -> bool:
+        with self._mutex:
+            live = self._live(thread_id) is not None
+            self._threads.pop(thread_id, None)
+            return live
+
+    def list(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
+        with self._mutex:
+            rows = [
+                (stored.updated_at, thread_id, stored)
+                for thread_id, stored in self._threads.items()
+                if not is_expired(stored.expires_at, now) and (prefix is None or thread_id.startswith(prefix))
+            ]
+        if after is not None:
+            rows = [row for row in rows if (row[0], row[1]) < after]
+        rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
+        return [thread_info(tid, s.version, s.updated_at, s.message_count, s.expires_at) for _, tid, s in rows[:limit]]
+
+    def purge(self, now: float) -> int:
+        with self._mutex:
+            expired = [tid for tid, s in self._threads.items() if is_expired(s.expires_at, now)]
+            for thread_id in expired:
+                del self._threads[thread_id]
+            return len(expired)
+
+    def close(self) -> None:
+        with self._mutex:
+            self._threads.clear()
+
+    def _after_fork_in_child(self) -> None:
+        self._mutex = threading.Lock()
 
 
 class InMemoryCheckpointer(Checkpointer):
@@ -26,89 +120,13 @@ class InMemoryCheckpointer(Checkpointer):
         max_retries: Retries of ``update`` after a conflict.
     """
 
-    url_schemes = ("memory",)
+    store: InMemoryStore
 
     def __init__(self, *, ttl: Optional[float] = None, max_retries: int = 50) -> None:
-        super().__init__(ttl=ttl, max_retries=max_retries)
-        self._threads: Dict[str, StoredThread] = {}
-        self._mutex = threading.Lock()
+        super().__init__(InMemoryStore(), ttl=ttl, max_retries=max_retries)
 
     @classmethod
-    def from_url(cls, url: str, **options: object) -> "InMemoryCheckpointer":
-        """Build from ``memory://`` (the URL carries no options)."""
-        return cls(**options)  # type: ignore[arg-type]
-
-    def _live(self, thread_id: str, now: Optional[float] = None) -> Optional[StoredThread]:
-        stored = self._threads.get(thread_id)
-        if stored is None or self._is_expired(stored.expires_at, now):
-            return None
-        return stored
-
-    def _read(self, thread_id: str) -> Optional[StoredThread]:
-        with self._mutex:
-            return self._live(thread_id)
-
-    def _read_version(self, thread_id: str) -> int:
-        with self._mutex:
-            stored = self._live(thread_id)
-            return 0 if stored is None else stored.version
-
-    def _write(self, thread_id: str, write: PlannedWrite) -> int:
-        with self._mutex:
-            current = self._live(thread_id, write.updated_at)
-            version = 0 if current is None else current.version
-            if write.expected_version is not None and write.expected_version != version:
-                raise self._conflict(thread_id, write.expected_version, version)
-            if write.append_from is None:
-                log = list(write.messages)
-            else:
-                count, digest = (0, EMPTY_DIGEST) if current is None else (current.message_count, current.digest)
-                if (count, digest) != (write.append_from, write.base_digest):
-                    raise PrefixMismatch(thread_id)
-                previous = current.messages if current is not None else []
-                assert isinstance(previous, list)  # this backend always stores one blob per message
-                log = previous + write.messages
-            self._threads[thread_id] = StoredThread(
-                version=version + 1,
-                head=write.head,
-                messages=log,
-                message_count=write.message_count,
-                digest=write.digest,
-                updated_at=write.updated_at,
-                expires_at=write.expires_at,
-            )
-            return version + 1
-
-    def _delete(self, thread_id: str) -> bool:
-        with self._mutex:
-            live = self._live(thread_id) is not None
-            self._threads.pop(thread_id, None)
-            return live
-
-    def _list_threads(
-        self, prefix: Optional[str], limit: int, after: Optional[Tuple[float, str]], now: float
-    ) -> List[ThreadInfo]:
-        with self._mutex:
-            rows = [
-                (stored.updated_at, thread_id, stored)
-                for thread_id, stored in self._threads.items()
-                if not self._is_expired(stored.expires_at, now) and (prefix is None or thread_id.startswith(prefix))
-            ]
-        if after is not None:
-            rows = [row for row in rows if (row[0], row[1]) < after]
-        rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
-        return [self._thread_info(tid, s.version, s.updated_at, s.message_count, s.expires_at) for _, tid, s in rows[:limit]]
-
-    def _purge_expired(self, now: float) -> int:
-        with self._mutex:
-            expired = [tid for tid, s in self._threads.items() if self._is_expired(s.expires_at, now)]
-            for thread_id in expired:
-                del self._threads[thread_id]
-            return len(expired)
-
-    def _after_fork(self) -> None:
-        self._mutex = threading.Lock()
-
-    def _close(self) -> None:
-        with self._mutex:
-            self._threads.clear()
+    def from_url(cls, url: str, **given: Any) -> "InMemoryCheckpointer":
+        """Build from ``memory://``; query options: ``ttl``, ``max_retries``."""
+        values, _ = options.resolve(OPTIONS, urlsplit(url).query, given, backend="memory")
+        return cls(**values)

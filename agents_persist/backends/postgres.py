@@ -6,7 +6,6 @@ import hashlib
 import io
 import logging
 import math
-import os
 import re
 import select
 import struct
@@ -25,9 +24,11 @@ from ..errors import (
     CorruptSnapshotError,
 )
 from ..models import ThreadInfo
-from ..pool import ConnectionPool
+from ..registry import Backend
+from ..runtime import forking
+from ..runtime.pool import ConnectionPool
+from ..runtime.watchdog import DeadlineWatchdog
 from ..urls import redact_url
-from ..watchdog import DeadlineWatchdog
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
     from psycopg2.pool import AbstractConnectionPool
 
 __all__ = ["PostgresCheckpointer"]
+
+BACKEND = Backend(
+    name="postgres",
+    target="agents_persist.backends.postgres:PostgresCheckpointer",
+    schemes=("postgresql", "postgres"),
+    extra="postgres",
+    summary="PostgreSQL: one round trip per save, binary COPY loads.",
+)
 
 logger = logging.getLogger(__name__)
 
@@ -516,13 +525,14 @@ class _CallerPool:
         self.timeout = timeout
         self._is_broken = is_broken
         self._closed = False
-        self.after_fork()
+        self._slots = threading.BoundedSemaphore(self.max_size)
+        self._forked = False
+        forking.register(self)
 
-    def after_fork(self) -> None:
+    def _after_fork_in_child(self) -> None:
         """Reset the bound; the caller's pool itself belongs to the parent and is not used any more."""
         self._slots = threading.BoundedSemaphore(self.max_size)
-        self._forked = getattr(self, "_pid", os.getpid()) != os.getpid()
-        self._pid = os.getpid()
+        self._forked = True
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
@@ -946,10 +956,9 @@ class PostgresCheckpointer(Checkpointer):
     # ------------------------------------------------------------------ life cycle
 
     def _after_fork(self) -> None:
-        # The pool forgets the parent's connections without closing them (closing
+        # The pool forgets the parent's connections by itself, without closing them (closing
         # would send libpq's Terminate on the parent's socket); psycopg2 itself
         # skips closing a connection garbage-collected in another process.
-        self._pool.after_fork()
         self._setup_mutex = threading.Lock()
 
     def _close(self) -> None:

@@ -23,6 +23,7 @@ from ..base import Checkpointer, PlannedWrite, PrefixMismatch, StoredThread
 from ..codec import DIGEST_SIZE
 from ..errors import BackendUnavailableError, ConfigurationError, CorruptSnapshotError
 from ..models import ThreadInfo
+from ..registry import Backend
 from ..urls import redact_url
 
 if TYPE_CHECKING:
@@ -32,6 +33,14 @@ if TYPE_CHECKING:
     RedisClient = Union[Redis, RedisCluster]
 
 __all__ = ["RedisCheckpointer", "DEFAULT_KEY_PREFIX"]
+
+BACKEND = Backend(
+    name="redis",
+    target="agents_persist.backends.redis:RedisCheckpointer",
+    schemes=("redis", "rediss", "redis+cluster", "rediss+cluster"),
+    extra="redis",
+    summary="Redis or Redis Cluster: one atomic Lua script per save.",
+)
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ def test_stores_encoded_bytes_not_caller_objects() -> None:
     cp = InMemoryCheckpointer()
     state = AgentStateSnapshot(messages=[AgentMessage.user("hi", metadata={"k": [1]})], metadata={"m": {"n": 1}})
     cp.save("t", state)
-    stored = cp._threads["t"]
+    stored = cp.store._threads["t"]
     assert isinstance(stored.head, bytes) and all(isinstance(blob, bytes) for blob in stored.messages)
     state.metadata["m"]["n"] = 2
     state.messages[0].metadata["k"].append(2)  # deep mutation of a frozen message's dict
@@ -29,4 +29,4 @@ def test_close_drops_the_data() -> None:
     cp = InMemoryCheckpointer()
     cp.save("t", AgentStateSnapshot())
     cp.close()
-    assert cp._threads == {}
+    assert cp.store._threads == {}

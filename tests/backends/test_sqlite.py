@@ -21,7 +21,7 @@ SYNCHRONOUS_LEVELS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 
 def pragma(cp: SqliteCheckpointer, name: str) -> object:
-    with cp._transaction() as conn:
+    with cp.store._transaction() as conn:
         return conn.execute(f"PRAGMA {name}").fetchone()[0]
 
 
@@ -36,7 +36,7 @@ def test_synchronous_normal_is_an_option_also_by_url(tmp_path: Path) -> None:
     with from_url(f"sqlite:///{tmp_path}/b.db?synchronous=normal&timeout=2.5") as cp:
         assert isinstance(cp, SqliteCheckpointer)
         assert SYNCHRONOUS_LEVELS[pragma(cp, "synchronous")] == "NORMAL"  # type: ignore[index]
-        assert cp.timeout == 2.5
+        assert cp.store.timeout == 2.5
 
 
 @pytest.mark.parametrize("bad", [{"synchronous": "OFF"}, {"timeout": 0}, {"max_connections": 0}])
@@ -94,19 +94,19 @@ def test_append_writes_only_new_rows(tmp_path: Path) -> None:
     with SqliteCheckpointer(tmp_path / "g.db", max_connections=1) as cp:
         state = AgentStateSnapshot(messages=[AgentMessage.user(str(i)) for i in range(1000)])
         cp.save("t", state)
-        with cp._transaction() as conn:
+        with cp.store._transaction() as conn:
             start_changes = conn.total_changes
         state.messages += [AgentMessage.user("new-1"), AgentMessage.assistant("new-2")]
         cp.save("t", state)
-        with cp._transaction() as conn:
+        with cp.store._transaction() as conn:
             changed = conn.total_changes - start_changes
         # 2 inserted messages + 1 head row (an upsert counts once); a rewrite would touch > 2,000 rows.
         assert changed == 3, changed
         loaded = cp.load("t")
         assert loaded is not None and loaded.messages == state.messages
         state.messages[0] = AgentMessage.user("edited")
-        with cp._transaction() as conn:
+        with cp.store._transaction() as conn:
             start_changes = conn.total_changes
         cp.save("t", state)
-        with cp._transaction() as conn:
+        with cp.store._transaction() as conn:
             assert conn.total_changes - start_changes > 2000  # the rewrite path really rewrites

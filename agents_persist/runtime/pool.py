@@ -10,12 +10,12 @@ close the parent's sockets too.
 
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import contextmanager
 from typing import Callable, Generic, Iterator, List, Optional, TypeVar
 
-from .errors import BackendUnavailableError, CheckpointerClosedError
+from ..errors import BackendUnavailableError, CheckpointerClosedError
+from . import forking
 
 __all__ = ["ConnectionPool"]
 
@@ -54,10 +54,11 @@ class ConnectionPool(Generic[C]):
         self.timeout = timeout
         self.name = name
         self._closed = False
-        self._reset()
+        self._after_fork_in_child()
+        forking.register(self)
 
-    def _reset(self) -> None:
-        self._pid = os.getpid()
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's connections without touching them (closing one would close the parent's socket)."""
         self._mutex = threading.Lock()
         self._slots = threading.BoundedSemaphore(self.max_size)
         self._idle: List[C] = []
@@ -65,11 +66,9 @@ class ConnectionPool(Generic[C]):
     @contextmanager
     def connection(self) -> Iterator[C]:
         """Borrow a connection for the block; it goes back (or is discarded) afterwards."""
-        if self._pid != os.getpid():
-            self._reset()
         if self._closed:
             raise CheckpointerClosedError(f"the {self.name} connection pool is closed")
-        slots = self._slots
+        slots = self._slots  # identifies this process's generation of the pool
         if not slots.acquire(timeout=self.timeout):
             raise BackendUnavailableError(
                 f"no free {self.name} connection within {self.timeout:g}s (max_connections={self.max_size})"
@@ -82,20 +81,21 @@ class ConnectionPool(Generic[C]):
             try:
                 yield conn
             except BaseException as exc:
-                if self._is_broken(conn, exc):
+                if slots is self._slots and self._is_broken(conn, exc):
                     self._close(conn)
                 else:
-                    self._give_back(conn)
+                    self._give_back(conn, slots)
                 raise
-            self._give_back(conn)
+            self._give_back(conn, slots)
         finally:
             if slots is self._slots:
                 slots.release()
 
-    def _give_back(self, conn: C) -> None:
-        if self._closed or self._pid != os.getpid():
-            if self._pid == os.getpid():
-                self._close(conn)
+    def _give_back(self, conn: C, slots: threading.BoundedSemaphore) -> None:
+        if slots is not self._slots:
+            return  # borrowed before a fork: the parent's, never touched here
+        if self._closed:
+            self._close(conn)
             return
         with self._mutex:
             self._idle.append(conn)
@@ -110,9 +110,4 @@ class ConnectionPool(Generic[C]):
     def close(self) -> None:
         """Close idle connections now and borrowed ones when they come back; idempotent."""
         self._closed = True
-        if self._pid == os.getpid():
-            self.discard_idle()
-
-    def after_fork(self) -> None:
-        """Forget the parent's connections without touching them."""
-        self._reset()
+        self.discard_idle()

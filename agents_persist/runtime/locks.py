@@ -10,24 +10,22 @@ released in the child.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["LockRegistry"]
+from . import forking
 
-_registries: "weakref.WeakSet[LockRegistry]" = weakref.WeakSet()
+__all__ = ["LockRegistry"]
 
 
 class LockRegistry:
     """Hands out one ``threading.RLock`` per key, kept only while in use."""
 
     def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
-        _registries.add(self)
+        self._after_fork_in_child()
+        forking.register(self)
 
     def get(self, key: str) -> "threading.RLock":
         """Return the lock for ``key``; the caller must keep a reference while using it."""
@@ -49,15 +47,6 @@ class LockRegistry:
         with self._mutex:
             return len(self._locks)
 
-    def _reset_after_fork(self) -> None:
+    def _after_fork_in_child(self) -> None:
         self._mutex = threading.Lock()
-        self._locks = weakref.WeakValueDictionary()
-
-
-def _after_fork_in_child() -> None:
-    for registry in list(_registries):
-        registry._reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+        self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()

@@ -20,6 +20,8 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
+from . import forking
+
 __all__ = ["DeadlineWatchdog", "Guard"]
 
 
@@ -63,10 +65,11 @@ class DeadlineWatchdog:
         self.seconds = seconds
         self.name = name
         self._stopped = False
-        self._reset()
+        self._after_fork_in_child()
+        forking.register(self)
 
-    def _reset(self) -> None:
-        self._pid = os.getpid()
+    def _after_fork_in_child(self) -> None:
+        # A forked child has no watchdog thread, and must not share the parent's lock.
         self._lock = threading.Lock()
         self._active: "OrderedDict[int, Guard]" = OrderedDict()
         self._tokens = itertools.count()
@@ -75,8 +78,6 @@ class DeadlineWatchdog:
     @contextmanager
     def guard(self, fileno: int) -> Iterator[Guard]:
         """Guard the block's use of the socket ``fileno``."""
-        if self._pid != os.getpid():
-            self._reset()  # a forked child has no watchdog thread, and must not share the parent's lock
         guard = Guard(time.monotonic() + self.seconds, fileno)
         token = next(self._tokens)
         with self._lock:

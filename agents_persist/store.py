@@ -1,0 +1,71 @@
+"""The ``Store`` protocol: the storage primitives a backend provides, each one atomic step of its store.
+
+A :class:`Store` knows nothing of snapshots, retries, TTL arithmetic or
+paging: :class:`~agents_persist.checkpointer.Checkpointer` does all of that
+once, over any store. A store keeps encoded bytes and a few scalars per
+thread and applies a :class:`~agents_persist.planning.PlannedWrite` after
+checking :func:`~agents_persist.planning.precondition` atomically.
+
+Fork safety: the checkpointer registers its store with
+:mod:`agents_persist.runtime.forking`; a store that holds connections,
+clients or mutexes implements ``_after_fork_in_child`` (and, if it must,
+``_before_fork``/``_after_fork_in_parent``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import List, Optional
+
+from .models import ThreadInfo
+from .paging import Position
+from .planning import PlannedWrite, StoredThread
+
+__all__ = ["Store"]
+
+
+class Store(ABC):
+    """Storage primitives for one backend; every method is one atomic step of the store."""
+
+    #: Name used in error messages and ``repr`` ("SQLite", "Redis", ...).
+    name: str = "store"
+
+    @abstractmethod
+    def read(self, thread_id: str) -> Optional[StoredThread]:
+        """Head and messages of one committed version, or None if missing (an expired one may be returned)."""
+
+    @abstractmethod
+    def write(self, thread_id: str, write: PlannedWrite) -> int:
+        """Check the precondition and apply ``write`` atomically; return the new version.
+
+        Raises:
+            ConflictError: The stored version is not ``write.expected_version``.
+            PrefixMismatch: An append's base prefix is not what is stored.
+        """
+
+    @abstractmethod
+    def delete(self, thread_id: str) -> bool:
+        """Remove all of the thread; True if it existed and had not expired."""
+
+    @abstractmethod
+    def read_version(self, thread_id: str) -> int:
+        """The stored version, 0 if missing or expired."""
+
+    @abstractmethod
+    def list(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
+        """Up to ``limit`` unexpired threads ordered by ``(updated_at, thread_id)`` descending,
+        strictly after ``after`` in that order, whose IDs start with ``prefix``."""
+
+    @abstractmethod
+    def purge(self, now: float) -> int:
+        """Delete threads with ``expires_at <= now``; return how many."""
+
+    def close(self) -> None:
+        """Release what the store created (connections, clients, threads); never what it was given."""
+
+    def describe(self) -> str:
+        """Constructor-like description for ``repr``, without secrets."""
+        return ""
+
+    def _after_fork_in_child(self) -> None:
+        """Drop what must not be shared with the parent (called by the fork registry)."""
