@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the system packages that the test servers (tests/servers.py) need on
+# Install the system packages that the test servers (tests/servers/) need on
 # Debian 12: redis-server + redis-tools, PostgreSQL 15 server binaries and
 # runuser. Idempotent: installs only what is missing. Starts no service: the
 # tests start their own throwaway servers on free loopback ports.

@@ -18,10 +18,10 @@ from typing import Iterator, List
 import pytest
 
 from agents_persist import Checkpointer
-from tests import fixtures
-from tests.spec import BackendSpec, ContractSpec
 
-pytest.register_assert_rewrite(fixtures.__name__)
+pytest.register_assert_rewrite("tests.fixtures")
+from tests import fixtures  # noqa: E402  (after the rewrite hook, so its asserts are rewritten)
+from tests.spec import BackendSpec, ContractSpec  # noqa: E402
 
 
 def _fixture_modules() -> List[ModuleType]:

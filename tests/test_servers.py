@@ -1,4 +1,4 @@
-"""Fast checks that the throwaway servers in tests/servers.py start, answer, restart and stop."""
+"""Fast checks that the throwaway servers in tests/servers/ start, answer, restart and stop."""
 
 from __future__ import annotations
 

@@ -1,0 +1,381 @@
+"""Throwaway redis-server and 3-master Redis Cluster, with a minimal RESP client for readiness checks."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from .process import (
+    CLUSTER_SLOTS,
+    ENV_REDIS_CLUSTER_URL,
+    ENV_REDIS_URL,
+    HOST,
+    START_ATTEMPTS,
+    ExternalServer,
+    PathLike,
+    ServerStartError,
+    _ChildServer,
+    _env,
+    _find_exe,
+    _format_logs,
+    _log_says_addr_in_use,
+    _register,
+    _spawn,
+    _unregister,
+    free_port,
+    port_is_open,
+    wait_until,
+)
+
+# --------------------------------------------------------------------------
+# Minimal RESP client (readiness checks without depending on redis-py)
+# --------------------------------------------------------------------------
+
+
+class RespError(Exception):
+    """An error reply from Redis."""
+
+
+def _read_reply(f: Any) -> Any:
+    line = f.readline()
+    if not line:
+        raise ConnectionError("connection closed by redis")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RespError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        if n < 0:
+            return None
+        return [_read_reply(f) for _ in range(n)]
+    raise ConnectionError(f"unexpected RESP reply {line!r}")
+
+
+def redis_command(port: int, *args: str | bytes | int, host: str = HOST, timeout: float = 2.0) -> Any:
+    """Send one command to Redis on a fresh connection and return the reply."""
+    parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    payload = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        with sock.makefile("rb") as f:
+            return _read_reply(f)
+
+
+def _redis_info(port: int, section: str) -> dict[str, str]:
+    cmd = ("CLUSTER", "INFO") if section == "cluster" else ("INFO", section)
+    raw = redis_command(port, *cmd)
+    out: dict[str, str] = {}
+    for line in raw.decode().splitlines():
+        if ":" in line and not line.startswith("#"):
+            key, value = line.split(":", 1)
+            out[key] = value.strip()
+    return out
+
+
+
+class RedisServer(_ChildServer):
+    """A standalone ``redis-server`` child process without persistence.
+
+    Attributes: ``url`` (``redis://127.0.0.1:P/0``), ``host``, ``port``,
+    ``pid`` (None when stopped), ``dir``, ``log_path`` (redis logfile),
+    ``out_path`` (stdout/stderr: config errors land here), ``managed``.
+    """
+
+    managed = True
+
+    def __init__(self, directory: Path, port: int, extra_args: Sequence[str] = (), name: str = "redis") -> None:
+        self.host = HOST
+        self.port = port
+        self.dir = directory
+        self.name = name
+        self.extra_args = list(extra_args)
+        self.log_path = directory / f"{name}-{port}.log"
+        self.out_path = directory / f"{name}-{port}.out"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.exe = _find_exe("AGENTS_PERSIST_TEST_REDIS_SERVER", "redis-server")
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        tmpdir: PathLike,
+        *,
+        extra_args: Sequence[str] = (),
+        timeout: float = 15.0,
+        name: str = "redis",
+        port: int | None = None,
+    ) -> "RedisServer":
+        """Start a server in a new subdirectory of ``tmpdir`` and wait for PING."""
+        base = Path(tmpdir)
+        base.mkdir(parents=True, exist_ok=True)
+        last: ServerStartError | None = None
+        for _attempt in range(1 if port else START_ATTEMPTS):
+            chosen = port or free_port()
+            directory = Path(tempfile.mkdtemp(prefix=f"{name}-{chosen}-", dir=base))
+            server = cls(directory, chosen, extra_args, name)
+            try:
+                server._launch(timeout)
+                return server
+            except ServerStartError as exc:
+                last = exc
+                if not _log_says_addr_in_use(server.log_path, server.out_path):
+                    raise
+        assert last is not None
+        raise last
+
+    def _argv(self) -> list[str]:
+        return [
+            self.exe,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--dir", str(self.dir),
+            "--logfile", str(self.log_path),
+            "--enable-debug-command", "local",
+            *self.extra_args,
+        ]
+
+    def _launch(self, timeout: float) -> None:
+        self.proc = _spawn(self._argv(), self.out_path, cwd=self.dir)
+        _register(self)
+        proc = self.proc
+        try:
+            wait_until(
+                lambda: redis_command(self.port, "PING", timeout=0.5) == "PONG",
+                timeout,
+                f"redis-server on {self.host}:{self.port} (pid {proc.pid})",
+                logs=(self.log_path, self.out_path),
+                alive=lambda: proc.poll() is None,
+            )
+        except ServerStartError:
+            self.stop()
+            raise
+
+    # -- state --------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:P/0``."""
+        return f"redis://{self.host}:{self.port}/0"
+
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self.pid is not None
+
+    def ping(self) -> bool:
+        """True if the server answers PING now."""
+        try:
+            return bool(redis_command(self.port, "PING", timeout=0.5) == "PONG")
+        except (OSError, RespError):
+            return False
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def restart(self, timeout: float = 15.0) -> None:
+        """Stop if running, then start again on the same port and directory."""
+        self.stop()
+        wait_until(
+            lambda: not port_is_open(self.port),
+            5.0,
+            f"port {self.port} to be released",
+        )
+        self._launch(timeout)
+
+    start_again = restart
+
+    def __repr__(self) -> str:
+        return f"RedisServer(url={self.url!r}, pid={self.pid})"
+
+
+class RedisCluster:
+    """Three (by default) Redis masters, no replicas, all 16384 slots assigned.
+
+    Attributes: ``url`` (``redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...``),
+    ``startup_nodes`` (list of ``(host, port)``), ``nodes`` (the
+    :class:`RedisServer` objects), ``ports``, ``pids``, ``dir``, ``managed``.
+    Each node gets an explicit free cluster-bus port (``--cluster-port``), so
+    the usual port+10000 rule does not apply.
+    """
+
+    managed = True
+
+    def __init__(self, directory: Path, nodes: list[RedisServer]) -> None:
+        self.dir = directory
+        self.nodes = nodes
+        self.host = HOST
+
+    @classmethod
+    def start(
+        cls,
+        tmpdir: PathLike,
+        *,
+        masters: int = 3,
+        timeout: float = 30.0,
+        node_timeout_ms: int = 5000,
+        extra_args: Sequence[str] = (),
+    ) -> "RedisCluster":
+        """Start ``masters`` nodes, join them with ``redis-cli --cluster create``, wait for ok."""
+        base = Path(tmpdir)
+        base.mkdir(parents=True, exist_ok=True)
+        directory = Path(tempfile.mkdtemp(prefix="redis-cluster-", dir=base))
+        cli = _find_exe("AGENTS_PERSIST_TEST_REDIS_CLI", "redis-cli")
+        nodes: list[RedisServer] = []
+        cluster = cls(directory, nodes)
+        try:
+            for i in range(masters):
+                node_dir = directory / f"node{i}"
+                node_dir.mkdir()
+                args = [
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", str(node_dir / "nodes.conf"),
+                    "--cluster-node-timeout", str(node_timeout_ms),
+                    *extra_args,
+                ]
+                nodes.append(_start_cluster_node(node_dir, args, timeout))
+            _register(cluster)
+            addrs = [f"{n.host}:{n.port}" for n in nodes]
+            try:
+                res = subprocess.run(
+                    [cli, "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=timeout,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise ServerStartError(
+                    f"redis-cli --cluster create timed out\n{_format_logs(n.log_path for n in nodes)}"
+                ) from exc
+            (directory / "cluster-create.out").write_bytes(res.stdout + res.stderr)
+            if res.returncode != 0:
+                raise ServerStartError(
+                    f"redis-cli --cluster create failed (rc={res.returncode}):\n"
+                    + (res.stdout + res.stderr).decode("utf-8", "replace")[-4000:]
+                    + "\n" + _format_logs(n.log_path for n in nodes)
+                )
+            cluster.wait_ready(timeout)
+            return cluster
+        except BaseException:
+            cluster.stop()
+            raise
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until every node reports ``cluster_state:ok``, knows every node and sees all slots."""
+        wait_until(
+            self._ready,
+            timeout,
+            f"redis cluster {self.url} to reach cluster_state:ok",
+            interval=0.05,
+            logs=[n.log_path for n in self.nodes],
+        )
+
+    def _ready(self) -> bool:
+        expected = len(self.nodes)
+        for node in self.nodes:
+            info = _redis_info(node.port, "cluster")
+            if (
+                info.get("cluster_state") != "ok"
+                or int(info.get("cluster_slots_assigned", 0)) != CLUSTER_SLOTS
+                or int(info.get("cluster_known_nodes", 0)) != expected
+            ):
+                return False
+            covered = sum(int(r[1]) - int(r[0]) + 1 for r in redis_command(node.port, "CLUSTER", "SLOTS"))
+            if covered != CLUSTER_SLOTS:
+                return False
+        return True
+
+    @property
+    def startup_nodes(self) -> list[tuple[str, int]]:
+        """``[(host, port), ...]`` of every node."""
+        return [(n.host, n.port) for n in self.nodes]
+
+    @property
+    def ports(self) -> list[int]:
+        """Client ports of the nodes."""
+        return [n.port for n in self.nodes]
+
+    @property
+    def pids(self) -> list[int | None]:
+        """PIDs of the nodes (None for stopped ones)."""
+        return [n.pid for n in self.nodes]
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the first node (for symmetry with the other servers)."""
+        return self.nodes[0].pid if self.nodes else None
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3``."""
+        return "redis+cluster://" + ",".join(f"{h}:{p}" for h, p in self.startup_nodes)
+
+    def stop(self) -> None:
+        """Stop every node by PID. Idempotent."""
+        for node in self.nodes:
+            node.stop()
+        _unregister(self)
+
+    def kill(self) -> None:
+        """SIGKILL every node."""
+        for node in self.nodes:
+            node.kill()
+        _unregister(self)
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Restart every node on the same ports (nodes.conf keeps the topology); wait for ok."""
+        self.stop()
+        for node in self.nodes:
+            node.restart(timeout)
+        _register(self)
+        self.wait_ready(timeout)
+
+    start_again = restart
+
+    def __repr__(self) -> str:
+        return f"RedisCluster(url={self.url!r}, pids={self.pids})"
+
+
+def _start_cluster_node(node_dir: Path, args: list[str], timeout: float) -> RedisServer:
+    """Start one cluster node with a free client port and a free bus port."""
+    last: ServerStartError | None = None
+    for _ in range(START_ATTEMPTS):
+        port, bus = free_port(), free_port()
+        server = RedisServer(node_dir, port, [*args, "--cluster-port", str(bus)], name="node")
+        try:
+            server._launch(timeout)
+            server.bus_port = bus  # type: ignore[attr-defined]
+            return server
+        except ServerStartError as exc:
+            last = exc
+            if not _log_says_addr_in_use(server.log_path, server.out_path):
+                raise
+    assert last is not None
+    raise last
+
+
+
+def redis_url_or_start(tmpdir: PathLike) -> RedisServer | ExternalServer:
+    """``$AGENTS_PERSIST_TEST_REDIS_URL`` as an :class:`ExternalServer`, else a new :class:`RedisServer`."""
+    url = _env(ENV_REDIS_URL)
+    return ExternalServer(url, "redis") if url else RedisServer.start(tmpdir)
+
+
+def redis_cluster_url_or_start(tmpdir: PathLike) -> RedisCluster | ExternalServer:
+    """``$AGENTS_PERSIST_TEST_REDIS_CLUSTER_URL`` (``.startup_nodes`` parsed from it), else a new :class:`RedisCluster`."""
+    url = _env(ENV_REDIS_CLUSTER_URL)
+    return ExternalServer(url, "redis-cluster") if url else RedisCluster.start(tmpdir)
