@@ -37,6 +37,11 @@ CONTRACT_BACKENDS = [spec.name for spec in CONTRACT_SPECS]
 SHARED_BACKENDS = [spec.name for spec in CONTRACT_SPECS if spec.shared]
 
 
+def contract_spec(name: str) -> ContractSpec:
+    """The declared contract entry called ``name``."""
+    return next(spec for spec in CONTRACT_SPECS if spec.name == name)
+
+
 @pytest.fixture(params=CONTRACT_BACKENDS)
 def backend_spec(request: pytest.FixtureRequest) -> BackendSpec:
     """The spec of each contract backend in turn."""

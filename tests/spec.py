@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from agents_persist import Checkpointer, from_url
 
@@ -20,6 +20,10 @@ class ContractSpec:
     name: str
     backend: str
     shared: bool = True
+    #: (processes, threads per process, increments per thread) of the cross-process race.
+    process_workload: Tuple[int, int, int] = (4, 4, 25)
+    #: Examples of the hypothesis state machine (networked backends pay a round trip per step).
+    state_machine_examples: int = 25
 
 
 @dataclass

@@ -5,19 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
 from agents_persist import AgentMessage, AgentStateSnapshot, Checkpointer, ConflictError
+from tests.conftest import contract_spec
 from tests.spec import BackendSpec
 
-#: (processes, threads per process, increments per thread) for the cross-process race, per backend.
-PROCESS_WORKLOADS: Dict[str, Tuple[int, int, int]] = {
-    "sqlite": (4, 1, 100),
-    "redis": (4, 4, 50),
-    "redis_cluster": (4, 4, 50),
-    "postgres": (4, 4, 50),
-    "dynamodb": (4, 4, 25),
-}
 PROCESS_TIMEOUT = 240.0
 
 
@@ -156,7 +149,7 @@ def _start_processes(target, args_list: List[tuple]) -> None:  # type: ignore[no
 def test_processes_racing_update_end_at_exact_count(
     shared_checkpointer: Checkpointer, shared_backend_spec: BackendSpec, prefix: str
 ) -> None:
-    processes, threads, increments = PROCESS_WORKLOADS[shared_backend_spec.name]
+    processes, threads, increments = contract_spec(shared_backend_spec.name).process_workload
     tid = prefix + "procs"
     _start_processes(_process_worker, [(shared_backend_spec, tid, threads, increments)] * processes)
     final = shared_checkpointer.load(tid)

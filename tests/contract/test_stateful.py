@@ -18,10 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule, run_state_machine_as_test
 
 from agents_persist import AgentMessage, AgentStateSnapshot, Checkpointer, ConflictError, TodoItem
+from tests.conftest import contract_spec
 
-#: Examples per backend: the networked ones pay a round trip per step.
-EXAMPLES = {"memory": 60, "sqlite": 40}
-DEFAULT_EXAMPLES = 25
 THREADS = ["a", "b", "c"]
 _run = itertools.count()
 
@@ -171,4 +169,4 @@ def run_machine(checkpointer: Checkpointer, prefix: str, examples: int) -> None:
 
 
 def test_backend_agrees_with_model(checkpointer: Checkpointer, backend_spec, prefix: str) -> None:  # type: ignore[no-untyped-def]
-    run_machine(checkpointer, prefix, EXAMPLES.get(backend_spec.name, DEFAULT_EXAMPLES))
+    run_machine(checkpointer, prefix, contract_spec(backend_spec.name).state_machine_examples)
