@@ -4,6 +4,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.abspath("."))
 
 import agents_persist  # noqa: E402
 
@@ -11,7 +12,7 @@ project = "agents_persist"
 author = "agents_persist developers"
 release = agents_persist.__version__
 version = release
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.intersphinx"]
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.intersphinx", "_ext_registry"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"show-inheritance": False}
@@ -19,6 +20,6 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 intersphinx_mapping: dict = {}
 html_theme = "alabaster"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]
 nitpicky = False
 suppress_warnings = ["ref.python"]
