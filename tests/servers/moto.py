@@ -13,16 +13,15 @@ from pathlib import Path
 from .process import (
     ENV_DYNAMODB_ENDPOINT,
     HOST,
-    START_ATTEMPTS,
     ExternalServer,
     PathLike,
     ServerStartError,
     _ChildServer,
     _env,
-    _log_says_addr_in_use,
     _register,
     _spawn,
     free_port,
+    retry_taken_ports,
     wait_until,
 )
 
@@ -66,18 +65,7 @@ class MotoServer(_ChildServer):
         """Start ``moto_server -H 127.0.0.1 -p P`` and wait until HTTP answers."""
         base = Path(tmpdir)
         base.mkdir(parents=True, exist_ok=True)
-        last: ServerStartError | None = None
-        for _ in range(START_ATTEMPTS):
-            server = cls(base, free_port())
-            try:
-                server._launch(timeout)
-                return server
-            except ServerStartError as exc:
-                last = exc
-                if not _log_says_addr_in_use(server.log_path):
-                    raise
-        assert last is not None
-        raise last
+        return retry_taken_ports(lambda: cls(base, free_port()), lambda s: s._launch(timeout), lambda s: (s.log_path,))
 
     def _argv(self) -> list[str]:
         """The command that serves moto on ``self.host:self.port``; subclasses may swap it."""

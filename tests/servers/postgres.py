@@ -15,7 +15,6 @@ from .process import (
     DEFAULT_PG_BIN,
     ENV_POSTGRES_URL,
     HOST,
-    START_ATTEMPTS,
     ExternalServer,
     PathLike,
     ServerStartError,
@@ -23,7 +22,6 @@ from .process import (
     _env,
     _format_logs,
     _kill_pid,
-    _log_says_addr_in_use,
     _register,
     _stop_popen,
     _unregister,
@@ -31,6 +29,7 @@ from .process import (
     free_port,
     pid_alive,
     port_is_open,
+    retry_taken_ports,
     wait_until,
 )
 
@@ -153,18 +152,12 @@ class PostgresServer:
                 os.chmod(base, 0o755)
                 shutil.chown(base, "postgres", "postgres")
             server._initdb(timeout)
-            last: ServerStartError | None = None
-            for _ in range(START_ATTEMPTS):
-                server.port = free_port()
-                try:
-                    server._pg_ctl_start(timeout)
-                    return server
-                except ServerStartError as exc:
-                    last = exc
-                    if not _log_says_addr_in_use(server.log_path):
-                        raise
-            assert last is not None
-            raise last
+
+            def fresh_port() -> PostgresServer:
+                server.port = free_port()  # one data directory, tried on fresh ports
+                return server
+
+            return retry_taken_ports(fresh_port, lambda s: s._pg_ctl_start(timeout), lambda s: (s.log_path,))
         except BaseException:
             server.stop()
             server.cleanup()

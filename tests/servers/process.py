@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Sequence, TypeVar, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -204,6 +204,30 @@ def _stop_popen(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0, sig:
 def _log_says_addr_in_use(*logs: PathLike | None) -> bool:
     text = "\n".join(log_tail(p, max_lines=80) for p in logs).lower()
     return any(marker in text for marker in _ADDR_IN_USE_MARKERS)
+
+
+S = TypeVar("S")
+
+
+def retry_taken_ports(
+    make: Callable[[], S],
+    launch: Callable[[S], None],
+    logs: Callable[[S], Sequence[PathLike | None]],
+    attempts: int = START_ATTEMPTS,
+) -> S:
+    """``launch(make())`` until it starts; try again (a fresh port each time) only if its logs say the port was taken."""
+    last: ServerStartError | None = None
+    for _ in range(attempts):
+        server = make()
+        try:
+            launch(server)
+            return server
+        except ServerStartError as exc:
+            last = exc
+            if not _log_says_addr_in_use(*logs(server)):
+                raise
+    assert last is not None
+    raise last
 
 
 # Children die with the test process even on SIGKILL (Linux PR_SET_PDEATHSIG).

@@ -21,12 +21,12 @@ from .process import (
     _env,
     _find_exe,
     _format_logs,
-    _log_says_addr_in_use,
     _register,
     _spawn,
     _unregister,
     free_port,
     port_is_open,
+    retry_taken_ports,
     wait_until,
 )
 
@@ -121,20 +121,14 @@ class RedisServer(_ChildServer):
         """Start a server in a new subdirectory of ``tmpdir`` and wait for PING."""
         base = Path(tmpdir)
         base.mkdir(parents=True, exist_ok=True)
-        last: ServerStartError | None = None
-        for _attempt in range(1 if port else START_ATTEMPTS):
+
+        def make() -> "RedisServer":
             chosen = port or free_port()
-            directory = Path(tempfile.mkdtemp(prefix=f"{name}-{chosen}-", dir=base))
-            server = cls(directory, chosen, extra_args, name)
-            try:
-                server._launch(timeout)
-                return server
-            except ServerStartError as exc:
-                last = exc
-                if not _log_says_addr_in_use(server.log_path, server.out_path):
-                    raise
-        assert last is not None
-        raise last
+            return cls(Path(tempfile.mkdtemp(prefix=f"{name}-{chosen}-", dir=base)), chosen, extra_args, name)
+
+        return retry_taken_ports(
+            make, lambda s: s._launch(timeout), lambda s: (s.log_path, s.out_path), 1 if port else START_ATTEMPTS
+        )
 
     def _argv(self) -> list[str]:
         return [
@@ -352,20 +346,14 @@ class RedisCluster:
 
 def _start_cluster_node(node_dir: Path, args: list[str], timeout: float) -> RedisServer:
     """Start one cluster node with a free client port and a free bus port."""
-    last: ServerStartError | None = None
-    for _ in range(START_ATTEMPTS):
-        port, bus = free_port(), free_port()
-        server = RedisServer(node_dir, port, [*args, "--cluster-port", str(bus)], name="node")
-        try:
-            server._launch(timeout)
-            server.bus_port = bus  # type: ignore[attr-defined]
-            return server
-        except ServerStartError as exc:
-            last = exc
-            if not _log_says_addr_in_use(server.log_path, server.out_path):
-                raise
-    assert last is not None
-    raise last
+
+    def make() -> RedisServer:
+        bus = free_port()
+        server = RedisServer(node_dir, free_port(), [*args, "--cluster-port", str(bus)], name="node")
+        server.bus_port = bus  # type: ignore[attr-defined]
+        return server
+
+    return retry_taken_ports(make, lambda s: s._launch(timeout), lambda s: (s.log_path, s.out_path))
 
 
 
