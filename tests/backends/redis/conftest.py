@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from agents_persist import RedisCheckpointer
+from tests.backends.redis.support import checkpointer_on
 from tests.servers import RedisServer
 from tests.spec import BackendSpec
 
@@ -50,8 +51,4 @@ def raw(redis_spec: BackendSpec) -> Iterator["redis.Redis"]:
 
 @pytest.fixture
 def cp(redis_spec: BackendSpec, prefix: str) -> Iterator[RedisCheckpointer]:
-    checkpointer = RedisCheckpointer.from_url(redis_spec.url)
-    yield checkpointer
-    for info in list(checkpointer.iter_threads(prefix)):
-        checkpointer.delete(info.thread_id)
-    checkpointer.close()
+    yield from checkpointer_on(redis_spec, prefix)

@@ -26,6 +26,7 @@ from agents_persist import (
     RedisCheckpointer,
     from_url,
 )
+from tests.backends.redis.support import checkpointer_on
 from tests.servers import ExternalServer, RedisCluster
 from tests.spec import BackendSpec
 
@@ -46,11 +47,7 @@ def raw(redis_cluster: Union[RedisCluster, ExternalServer]) -> Iterator["redis.c
 
 @pytest.fixture
 def cp(redis_cluster_spec: BackendSpec, prefix: str) -> Iterator[RedisCheckpointer]:
-    checkpointer = RedisCheckpointer.from_url(redis_cluster_spec.url)
-    yield checkpointer
-    for info in list(checkpointer.iter_threads(prefix)):
-        checkpointer.delete(info.thread_id)
-    checkpointer.close()
+    yield from checkpointer_on(redis_cluster_spec, prefix)
 
 
 def test_each_thread_lives_in_one_slot_and_threads_spread_over_all_masters(
