@@ -17,7 +17,7 @@ import redis
 import redis.cluster
 from redis.crc import key_slot
 
-import agents_persist.backends.redis as redis_backend
+import agents_persist.backends.redis.client as redis_client
 from agents_persist import (
     AgentMessage,
     AgentStateSnapshot,
@@ -26,6 +26,7 @@ from agents_persist import (
     RedisCheckpointer,
     from_url,
 )
+from tests.backends.redis.support import checkpointer_on
 from tests.servers import ExternalServer, RedisCluster
 from tests.spec import BackendSpec
 
@@ -46,11 +47,7 @@ def raw(redis_cluster: Union[RedisCluster, ExternalServer]) -> Iterator["redis.c
 
 @pytest.fixture
 def cp(redis_cluster_spec: BackendSpec, prefix: str) -> Iterator[RedisCheckpointer]:
-    checkpointer = RedisCheckpointer.from_url(redis_cluster_spec.url)
-    yield checkpointer
-    for info in list(checkpointer.iter_threads(prefix)):
-        checkpointer.delete(info.thread_id)
-    checkpointer.close()
+    yield from checkpointer_on(redis_cluster_spec, prefix)
 
 
 def test_each_thread_lives_in_one_slot_and_threads_spread_over_all_masters(
@@ -60,12 +57,12 @@ def test_each_thread_lives_in_one_slot_and_threads_spread_over_all_masters(
     ports = set()
     for tid in ids:
         cp.save(tid, AgentStateSnapshot(messages=[AgentMessage.user(tid)]))
-        head_key, log_key = cp._keys(tid)
+        head_key, log_key = cp.store._keys(tid)
         assert key_slot(head_key.encode()) == key_slot(log_key.encode())
         assert raw.exists(head_key) == 1 and raw.exists(log_key) == 1
         ports.add(node_port_of(raw, head_key))
     assert len(ports) == 3
-    assert cp.cluster and len({key_slot(k.encode()) for k in cp._index_keys}) == 1
+    assert cp.cluster and len({key_slot(k.encode()) for k in cp.store.index.keys}) == 1
     listed = [i.thread_id for i in cp.iter_threads(prefix, page_size=7)]
     assert sorted(listed) == sorted(ids)
 
@@ -75,14 +72,14 @@ def test_second_step_keeps_the_index_in_step_with_heads(
 ) -> None:
     tid = prefix + "idx"
     cp.save(tid, AgentStateSnapshot())
-    updated, expires = cp._index_keys
-    head_key = cp._keys(tid)[0]
+    updated, expires = cp.store.index.keys
+    head_key = cp.store._keys(tid)[0]
     assert raw.zscore(updated, tid) == float(raw.hget(head_key, "u"))
     cp.save(tid, AgentStateSnapshot(metadata={"n": 2}), force=True)
     assert raw.zscore(updated, tid) == float(raw.hget(head_key, "u"))
     # A late index step of an older save never moves the entry back.
     older = float(raw.hget(head_key, "u")) - 10
-    cp._script(redis_backend._INDEX_TOUCH, cp._index_keys, (tid, repr(older), ""))
+    cp.store.connection.run(redis_client.INDEX_TOUCH, cp.store.index.keys, (tid, repr(older), ""))
     assert raw.zscore(updated, tid) == float(raw.hget(head_key, "u"))
     assert cp.delete(tid) is True
     assert raw.zscore(updated, tid) is None and raw.zscore(expires, tid) is None
@@ -95,11 +92,11 @@ def test_list_threads_repairs_what_a_crashed_writer_left(
     for tid in ids:
         cp.save(tid, AgentStateSnapshot())
         time.sleep(0.002)
-    updated = cp._index_keys[0]
-    truth: Dict[str, float] = {tid: float(raw.hget(cp._keys(tid)[0], "u")) for tid in ids}
+    updated = cp.store.index.keys[0]
+    truth: Dict[str, float] = {tid: float(raw.hget(cp.store._keys(tid)[0], "u")) for tid in ids}
     raw.zadd(updated, {ids[1]: truth[ids[3]] + 50})  # index step of an overtaken save
     raw.zadd(updated, {prefix + "ghost": truth[ids[0]]})  # index step without a thread
-    raw.delete(*cp._keys(ids[2]))  # thread removed, index step lost
+    raw.delete(*cp.store._keys(ids[2]))  # thread removed, index step lost
     assert [i.thread_id for i in cp.list_threads(prefix)] == [ids[3], ids[1], ids[0]]
     assert raw.zscore(updated, ids[1]) == truth[ids[1]]
     assert raw.zscore(updated, prefix + "ghost") is None and raw.zscore(updated, ids[2]) is None
@@ -114,12 +111,12 @@ def test_expired_threads_leave_the_cluster_index(
     redis_cluster_spec: BackendSpec, raw: "redis.cluster.RedisCluster", prefix: str
 ) -> None:
     short = RedisCheckpointer.from_url(redis_cluster_spec.url, ttl=0.2)
-    updated, expires = short._index_keys
+    updated, expires = short.store.index.keys
     try:
         for i in range(3):
             short.save(f"{prefix}gone-{i}", AgentStateSnapshot(messages=[AgentMessage.user("bye")]))
         for i in range(3):
-            for key in short._keys(f"{prefix}gone-{i}"):
+            for key in short.store._keys(f"{prefix}gone-{i}"):
                 assert raw.pttl(key) <= 200 and raw.pttl(key) != -1  # expiring, or already gone
         time.sleep(0.35)
         assert list(short.list_threads(prefix)) == []
@@ -141,7 +138,7 @@ def test_script_cache_flush_on_every_node_is_survived(
         cp.save(tid, AgentStateSnapshot())
     for node in raw.get_primaries():
         raw.execute_command("SCRIPT FLUSH", target_nodes=node)
-        assert raw.execute_command("SCRIPT EXISTS", redis_backend._WRITE.sha, target_nodes=node) == [False]
+        assert raw.execute_command("SCRIPT EXISTS", redis_client.WRITE.sha, target_nodes=node) == [False]
     for tid in ids:
         assert cp.save(tid, AgentStateSnapshot(), force=True) == 2
     assert len(cp.list_threads(prefix)) == 6
@@ -175,7 +172,7 @@ def test_cluster_urls(redis_cluster: Union[RedisCluster, ExternalServer]) -> Non
     cp = RedisCheckpointer.from_url(
         "rediss+cluster://user:pw-secret@10.0.0.1:7000,[::1]:7001,node3?ssl_cert_reqs=none&key_prefix=c:&max_connections=4"
     )
-    kwargs = cp._cluster_kwargs
+    kwargs = cp.store.connection._cluster_kwargs
     assert kwargs is not None
     assert kwargs["url"].startswith("rediss://user:pw-secret@10.0.0.1:7000/0?ssl_cert_reqs=none")
     assert [(n.host, n.port) for n in kwargs["startup_nodes"]] == [("::1", 7001), ("node3", 6379)]
@@ -209,9 +206,9 @@ def test_master_crash_and_restart(persistent_cluster: RedisCluster, caplog: pyte
         ids = [f"t{i}" for i in range(12)]
         for tid in ids:
             cp.save(tid, AgentStateSnapshot(messages=[AgentMessage.user(tid)] * 3))
-        victim_port = node_port_of(raw, cp._keys(ids[0])[0])
+        victim_port = node_port_of(raw, cp.store._keys(ids[0])[0])
         victim = next(node for node in persistent_cluster.nodes if node.port == victim_port)
-        on_victim = [t for t in ids if node_port_of(raw, cp._keys(t)[0]) == victim_port]
+        on_victim = [t for t in ids if node_port_of(raw, cp.store._keys(t)[0]) == victim_port]
         elsewhere = [t for t in ids if t not in on_victim]
         assert on_victim and elsewhere
 

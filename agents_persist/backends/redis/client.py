@@ -1,0 +1,274 @@
+"""The redis-py client of a Redis store: built from a URL (standalone or cluster) or given; scripts called by SHA.
+
+Nothing here imports redis-py at import time: :func:`import_redis` does when
+a checkpointer is built, so that the registry can import this package
+without the driver installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+from urllib.parse import urlsplit
+
+from ...errors import CheckpointerClosedError, ConfigurationError
+from ...resources import read_text
+from ...urls import redact_url
+
+__all__ = [
+    "RedisConnection",
+    "Script",
+    "WRITE",
+    "DELETE",
+    "INDEX_TOUCH",
+    "INDEX_FIX",
+    "import_redis",
+    "reply_text",
+    "parse_nodes",
+    "SCHEMES",
+    "CLUSTER_SCHEMES",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 50
+DEFAULT_PORT = 6379
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SCHEMES = ("redis", "rediss", *CLUSTER_SCHEMES)
+#: Reply prefixes of Redis errors that mean "cannot serve now", not "bad request".
+UNAVAILABLE_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "MISCONF", "NOREPLICAS", "OOM", "READONLY", "CLUSTERDOWN", "TRYAGAIN")
+
+
+class Script:
+    """A Lua script of ``scripts/``, called by SHA1 and re-sent whole when the server lost it."""
+
+    __slots__ = ("name", "source", "sha")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = read_text(__package__, f"scripts/{name}")
+        self.sha = hashlib.sha1(self.source.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+WRITE = Script("write.lua")
+DELETE = Script("delete.lua")
+INDEX_TOUCH = Script("index_touch.lua")
+INDEX_FIX = Script("index_fix.lua")
+
+
+def import_redis() -> Any:
+    """The redis module (with ``redis.cluster``), or :class:`ConfigurationError` naming the extra."""
+    try:
+        import redis
+        import redis.cluster
+    except ImportError as exc:
+        raise ConfigurationError("RedisCheckpointer needs the redis package: pip install agents_persist[redis]") from exc
+    return redis
+
+
+def reply_text(exc: BaseException) -> str:
+    """The error text without redis-py's pipeline annotation, which quotes the command (snapshot bytes)."""
+    text = str(exc)
+    marker = " of pipeline caused error: "
+    return text.split(marker, 1)[1] if marker in text else text
+
+
+def parse_nodes(hosts: str) -> List[Tuple[str, int]]:
+    """``h1:p1,[::1]:p2,h3`` -> [(host, port), ...] (port defaults to 6379)."""
+    nodes: List[Tuple[str, int]] = []
+    for item in hosts.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            host, _, port = item.partition(":")
+        if not host or (port and not port.isdigit()):
+            raise ConfigurationError(f"invalid Redis Cluster node {item!r}")
+        nodes.append((host, int(port) if port else DEFAULT_PORT))
+    if not nodes:
+        raise ConfigurationError("a redis+cluster:// URL needs at least one host:port")
+    return nodes
+
+
+def _cluster_url_kwargs(redis: Any, url: str) -> Dict[str, Any]:
+    """RedisCluster arguments for ``redis+cluster://[user:pw@]h:p,h:p[/0][?query]``."""
+    parts = urlsplit(url)
+    if parts.path not in ("", "/", "/0"):
+        raise ConfigurationError("Redis Cluster has only database 0; drop the path from the URL")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    nodes = parse_nodes(hosts)
+    tls = parts.scheme.lower().startswith("rediss")
+    host, port = nodes[0]
+    netloc = (userinfo + "@" if userinfo else "") + (f"[{host}]" if ":" in host else host) + f":{port}"
+    # RedisCluster(url=...) parses credentials and TLS options like redis-py
+    # always does, and builds its node pools from them (pool class included).
+    return {
+        "url": f"{'rediss' if tls else 'redis'}://{netloc}/0" + (f"?{parts.query}" if parts.query else ""),
+        "startup_nodes": [redis.cluster.ClusterNode(h, p) for h, p in nodes[1:]],
+        "connection_pool_class": redis.BlockingConnectionPool,
+        "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+    }
+
+
+class RedisConnection:
+    """One redis-py client (standalone or cluster) over a bounded pool, and script calls on it.
+
+    Built from a URL it owns its client: a ``BlockingConnectionPool`` with
+    redis-py's own retries off (so no call outlives ``timeout``), or a
+    ``RedisCluster`` built on first use (creating one already talks to the
+    nodes). A given client is used as it is and never closed.
+
+    Fork safety: redis-py's pools notice a new process ID and open fresh
+    connections by themselves, leaving the parent's sockets alone; only the
+    lock guarding the lazy cluster build is renewed in a child.
+
+    Args:
+        url: A ``redis://``, ``rediss://``, ``redis+cluster://`` or
+            ``rediss+cluster://`` URL whose query holds only redis-py's options.
+        client: A ``redis.Redis`` or ``redis.cluster.RedisCluster`` instead of ``url``.
+        timeout: Seconds to wait for a reply or a free connection (default 5).
+        connect_timeout: Seconds to connect (default: ``timeout``).
+        max_connections: Most connections open at once, per node (default 50).
+    """
+
+    def __init__(
+        self,
+        *,
+        url: Optional[str] = None,
+        client: Any = None,
+        timeout: Optional[float] = None,
+        connect_timeout: Optional[float] = None,
+        max_connections: Optional[int] = None,
+    ) -> None:
+        self.redis = redis = import_redis()
+        if (url is None) == (client is None):
+            raise ConfigurationError("pass either a Redis url or a client, not both or neither")
+        self.url = url
+        self._lock = threading.Lock()
+        self._closed = False
+        self._client: Any = None  # redis-py's client types are too loose to be useful here
+        self._cluster_kwargs: Optional[Dict[str, Any]] = None
+        self._owns_client = client is None
+        self.cluster = False
+        self.timeout: Optional[float] = None
+        self.connect_timeout: Optional[float] = None
+        self.max_connections: Optional[int] = None
+        self._down_errors: Tuple[Type[BaseException], ...] = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.ClusterError,
+            redis.exceptions.RedisClusterException,
+            redis.exceptions.TryAgainError,
+            redis.exceptions.ReadOnlyError,
+            redis.exceptions.OutOfMemoryError,
+            OSError,
+        )
+        if client is not None:
+            self._use_client(client, timeout, connect_timeout, max_connections)
+        else:
+            assert url is not None
+            self._open(url, timeout, connect_timeout, max_connections)
+
+    def _use_client(
+        self, client: Any, timeout: Optional[float], connect_timeout: Optional[float], max_connections: Optional[int]
+    ) -> None:
+        redis = self.redis
+        if max_connections is not None or timeout is not None or connect_timeout is not None:
+            raise ConfigurationError("max_connections and timeouts belong to the client you pass; set them there")
+        if not isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
+            raise ConfigurationError(f"client must be a redis.Redis or RedisCluster, not {type(client).__name__}")
+        if client.get_encoder().decode_responses:
+            raise ConfigurationError("the Redis client must use decode_responses=False: snapshots are bytes")
+        self.cluster = isinstance(client, redis.cluster.RedisCluster)
+        self._client = client
+
+    def _open(self, url: str, timeout: Optional[float], connect_timeout: Optional[float], max_connections: Optional[int]) -> None:
+        redis = self.redis
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self.connect_timeout = self.timeout if connect_timeout is None else connect_timeout
+        self.max_connections = DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in SCHEMES:
+            raise ConfigurationError(f"not a Redis URL: {redact_url(url)!r}")
+        self.cluster = scheme in CLUSTER_SCHEMES
+        common = {
+            "max_connections": self.max_connections,
+            "timeout": self.timeout,
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "decode_responses": False,
+        }
+        try:
+            if self.cluster:
+                self._cluster_kwargs = {**_cluster_url_kwargs(redis, url), **common}
+            else:
+                kwargs = redis.connection.parse_url(url)
+                kwargs.update(common, retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+                self._client = redis.Redis(connection_pool=redis.BlockingConnectionPool(**kwargs))
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+
+    @property
+    def where(self) -> str:
+        """Where the server is, for messages: the URL without secrets, or "the given client"."""
+        return redact_url(self.url) if self.url is not None else "the given client"
+
+    def describe(self) -> str:
+        """``'redis://...'`` (redacted) or ``client=<type>``, for ``repr``."""
+        return repr(redact_url(self.url)) if self.url is not None else f"client={type(self._client).__name__}"
+
+    def client(self) -> Any:
+        """The redis-py client, building the cluster client on first use."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                if self._closed:
+                    raise CheckpointerClosedError("RedisCheckpointer is closed")
+                assert self._cluster_kwargs is not None
+                kwargs = dict(self._cluster_kwargs)
+                kwargs["startup_nodes"] = list(kwargs["startup_nodes"])
+                try:
+                    self._client = self.redis.cluster.RedisCluster(**kwargs)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigurationError(f"invalid Redis Cluster options: {exc}") from None
+            return self._client
+
+    def run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run ``script`` by SHA; if the server lost its script cache, send the source (which caches it)."""
+        client = self.client()
+        try:
+            return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except self.redis.exceptions.NoScriptError:
+            logger.info("Redis lost its script cache (restart or failover); sending the script again")
+            return client.execute_command("EVAL", script.source, len(keys), *keys, *args)
+
+    def is_down(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the server cannot serve now (rather than a bad request)."""
+        if isinstance(exc, self._down_errors):
+            return True
+        return isinstance(exc, self.redis.exceptions.ResponseError) and reply_text(exc).startswith(UNAVAILABLE_REPLIES)
+
+    def close(self) -> None:
+        """Close the client if it was built here; a given client is left alone."""
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is None or not self._owns_client:
+            return
+        if self.cluster:
+            client.close()
+        else:
+            client.connection_pool.disconnect()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # a parent thread may have held it

@@ -1,0 +1,189 @@
+"""RedisStore: threads in Redis or Redis Cluster, one atomic Lua script per save.
+
+Every thread is a small head hash plus a list of encoded messages, both
+hash-tagged by the thread ID so that they live in one cluster slot
+(:mod:`.layout`). A save is one ``EVALSHA`` of ``scripts/write.lua``:
+version check, append to (or rewrite of) the log, head and expiry, all
+atomic. A load is one ``MULTI``/``EXEC`` round trip. Two sorted sets serve
+``list_threads`` and ``purge_expired`` (:mod:`.index`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, ContextManager, List, Optional, Sequence, Tuple
+
+from ...errors import AgentsPersistError, BackendUnavailableError
+from ...models import ThreadInfo
+from ...paging import Position
+from ...planning import PlannedWrite, PrefixMismatch, StoredThread, conflict_error, is_expired
+from ...store import Store
+from ...translate import translated
+from .client import DELETE, WRITE, RedisConnection, reply_text
+from .index import ThreadIndex
+from .layout import corrupt_head, optional_float, thread_keys
+
+__all__ = ["RedisStore", "STAGE_MIN_MESSAGES", "STAGE_TTL_MS"]
+
+#: A save that writes a whole log of at least this many messages (a new thread
+#: or a rewrite) first pushes them to a staging list, which the save script
+#: then renames into place: the bulk never passes through Lua, which costs the
+#: single-threaded server several times more CPU (and Lua garbage later).
+STAGE_MIN_MESSAGES = 32
+#: A staging list left behind by a client that died mid-save expires after this.
+STAGE_TTL_MS = 60_000
+#: Statuses of the save script (``scripts/write.lua``).
+_APPLIED, _CONFLICT, _MISMATCH, _BAD_STAGE = 1, 0, 2, 3
+
+
+class RedisStore(Store):
+    """The storage primitives over one Redis or Redis Cluster (see :class:`~agents_persist.RedisCheckpointer`).
+
+    Args:
+        connection: The redis-py client to use; closed by :meth:`close` if it built it.
+        key_prefix: Prepended to every key (no ``{`` or ``}``).
+    """
+
+    name = "Redis"
+
+    def __init__(self, connection: RedisConnection, key_prefix: str) -> None:
+        self.connection = connection
+        self.key_prefix = key_prefix
+        self.cluster = connection.cluster
+        self.index = ThreadIndex(connection, key_prefix)
+
+    def describe(self) -> str:
+        return f"{self.connection.describe()}, key_prefix={self.key_prefix!r}"
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _after_fork_in_child(self) -> None:
+        self.connection._after_fork_in_child()
+
+    # ------------------------------------------------------------------ errors and keys
+
+    def _classify(self, exc: Exception, thread_id: Optional[str] = None) -> Optional[AgentsPersistError]:
+        """Errors meaning "the server cannot serve now" become :class:`BackendUnavailableError`."""
+        if not self.connection.is_down(exc):
+            return None
+        return BackendUnavailableError(
+            f"Redis ({self.connection.where}) is unavailable: {type(exc).__name__}: {reply_text(exc)}", thread_id=thread_id
+        )
+
+    def _translated(self, thread_id: Optional[str] = None) -> ContextManager[None]:
+        """:func:`~agents_persist.translate.translated` with this store's classifier, naming ``thread_id``."""
+        return translated(lambda exc: self._classify(exc, thread_id))
+
+    def _keys(self, thread_id: str) -> Tuple[str, str]:
+        """Head and log keys of ``thread_id``."""
+        return thread_keys(self.key_prefix, thread_id)
+
+    # ------------------------------------------------------------------ primitives
+
+    def read(self, thread_id: str) -> Optional[StoredThread]:
+        head_key, log_key = self._keys(thread_id)
+        with self._translated(thread_id):
+            pipe = self.connection.client().pipeline(transaction=True)
+            pipe.hmget(head_key, "v", "n", "d", "h", "u", "e")
+            pipe.lrange(log_key, 0, -1)
+            fields, messages = pipe.execute()
+        version, count, digest, head, updated_at, expires_at = fields
+        if version is None:
+            return None
+        try:
+            return StoredThread(int(version), head, messages, int(count), digest, float(updated_at), optional_float(expires_at))
+        except (TypeError, ValueError) as exc:
+            raise corrupt_head(thread_id, exc) from exc
+
+    def read_version(self, thread_id: str) -> int:
+        head_key, _ = self._keys(thread_id)
+        with self._translated(thread_id):
+            version, expires_at = self.connection.client().hmget(head_key, "v", "e")
+        if version is None or is_expired(optional_float(expires_at)):
+            return 0
+        return int(version)
+
+    def write(self, thread_id: str, write: PlannedWrite) -> int:
+        head_key, log_key = self._keys(thread_id)
+        expires_at = write.expires_at
+        updated_at = repr(write.updated_at)
+        expires = repr(expires_at) if expires_at is not None else ""
+        args = [
+            "" if write.expected_version is None else write.expected_version,
+            "" if write.append_from is None else write.append_from,
+            write.base_digest,
+            write.message_count,
+            write.digest,
+            write.head,
+            updated_at,
+            expires,
+            math.ceil(expires_at * 1000) if expires_at is not None else "",
+            thread_id,
+        ]
+        indexes = () if self.cluster else self.index.keys
+        with self._translated(thread_id):
+            status = None
+            if len(write.messages) >= STAGE_MIN_MESSAGES and not write.append_from:
+                status, version = self._write_staged(log_key, (head_key, log_key), indexes, args, write.messages)
+            if status is None or status == _BAD_STAGE:
+                # Only a rewrite builds its log aside; an append names the log as its (unused) stage.
+                stage = self._stage_key(log_key) if write.append_from is None else log_key
+                keys = (head_key, log_key, stage, *indexes)
+                status, version = self.connection.run(WRITE, keys, (*args, "", *write.messages))
+        if status == _CONFLICT:
+            raise conflict_error(thread_id, write.expected_version, int(version))
+        if status == _MISMATCH:
+            raise PrefixMismatch(thread_id)
+        if self.cluster:
+            self.index.touch(thread_id, updated_at, expires)
+        return int(version)
+
+    def _write_staged(
+        self, log_key: str, keys: Tuple[str, str], indexes: Sequence[str], args: List[Any], messages: List[bytes]
+    ) -> Tuple[Optional[int], int]:
+        """Push a whole new log to a staging list and run the save script on it, in one round trip.
+
+        The script alone decides: it renames the staging list into place only
+        if it holds exactly ``messages``, and deletes it otherwise. Returns its
+        (status, version); status None means the server lost its script
+        cache, and the caller then saves inline (which reloads the script).
+        """
+        stage = self._stage_key(log_key)
+        client = self.connection.client()
+        pipe = client.pipeline(transaction=False)
+        pipe.rpush(stage, *messages)
+        pipe.pexpire(stage, STAGE_TTL_MS)
+        pipe.execute_command("EVALSHA", WRITE.sha, len(keys) + 1 + len(indexes), *keys, stage, *indexes, *args, len(messages))
+        result = pipe.execute(raise_on_error=False)[-1]
+        if isinstance(result, self.connection.redis.exceptions.NoScriptError):
+            client.delete(stage)
+            return None, 0
+        if isinstance(result, Exception):
+            raise result
+        return int(result[0]), int(result[1])
+
+    @staticmethod
+    def _stage_key(log_key: str) -> str:
+        """A fresh staging key in the log's hash slot (one per save, so concurrent saves never share)."""
+        return f"{log_key}:stage:{os.urandom(8).hex()}"
+
+    def delete(self, thread_id: str) -> bool:
+        keys: Tuple[str, ...] = self._keys(thread_id)
+        if not self.cluster:
+            keys += self.index.keys
+        with self._translated(thread_id):
+            result = self.connection.run(DELETE, keys, (repr(time.time()), thread_id))
+        if self.cluster and len(result) > 1:
+            self.index.forget(thread_id, result[1])
+        return bool(result[0])
+
+    def list(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
+        with self._translated():
+            return self.index.scan(prefix, limit, after, now)
+
+    def purge(self, now: float) -> int:
+        with self._translated():
+            return self.index.purge(now)

@@ -1,0 +1,111 @@
+"""Redis: list_threads over the index (order, repairs, deleted threads) and damaged data."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+import agents_persist.backends.redis.index as redis_index
+from agents_persist import (
+    AgentStateSnapshot,
+    CorruptSnapshotError,
+    RedisCheckpointer,
+)
+from tests.backends.redis.support import messages
+from tests.servers import RedisServer
+
+# ---------------------------------------------------------------------- list_threads and the index
+
+
+def test_list_threads_orders_equal_times_by_thread_id_across_batches(
+    cp: RedisCheckpointer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [f"{prefix}{name}" for name in ("b", "é", "a", "ab", "z", "😀", "A")]
+    with monkeypatch.context() as patch:
+        patch.setattr(time, "time", lambda: 1_700_000_000.25)
+        for tid in ids:
+            cp.save(tid, AgentStateSnapshot())
+    cp.save(prefix + "newest", AgentStateSnapshot())
+    monkeypatch.setattr(redis_index, "LIST_BATCH", 2)
+    monkeypatch.setattr(redis_index, "MAX_LIST_BATCH", 2)
+    expected = [prefix + "newest"] + sorted(ids, reverse=True)
+    pages = []
+    cursor = None
+    while True:
+        page = cp.list_threads(prefix, limit=3, cursor=cursor)
+        pages.append([i.thread_id for i in page])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert [tid for page in pages for tid in page] == expected
+    assert [len(page) for page in pages] == [3, 3, 2]
+
+
+def test_list_threads_with_a_rare_prefix_reads_through_the_index(private_server: RedisServer) -> None:
+    cp = RedisCheckpointer.from_url(private_server.url)
+    try:
+        for i in range(300):
+            cp.save(f"other-{i:03d}", AgentStateSnapshot())
+            if i % 100 == 0:
+                cp.save(f"rare-{i:03d}", AgentStateSnapshot())
+        assert [i.thread_id for i in cp.iter_threads("rare-", page_size=2)] == ["rare-200", "rare-100", "rare-000"]
+        assert len(list(cp.iter_threads(page_size=1000))) == 303
+    finally:
+        cp.close()
+
+
+def test_list_threads_trusts_heads_and_repairs_the_index(cp: RedisCheckpointer, raw: "redis.Redis", prefix: str) -> None:
+    ids = [prefix + str(i) for i in range(4)]
+    for tid in ids:
+        cp.save(tid, AgentStateSnapshot(messages=messages(1)))
+        time.sleep(0.002)
+    updated = cp.store.index.keys[0]
+    true_scores = {tid: raw.zscore(updated, tid) for tid in ids}
+    # Stale entries as a crashed or overtaken cluster writer could leave them:
+    raw.zadd(updated, {ids[0]: true_scores[ids[3]] + 100})  # too new
+    raw.zadd(updated, {ids[3]: true_scores[ids[0]] - 100})  # too old
+    raw.zadd(updated, {prefix + "ghost": true_scores[ids[2]]})  # no head at all
+    listed = list(cp.list_threads(prefix))
+    assert [i.thread_id for i in listed] == list(reversed(ids))
+    assert [i.updated_at.timestamp() for i in listed] == pytest.approx([true_scores[t] for t in reversed(ids)])
+    assert {tid: raw.zscore(updated, tid) for tid in ids} == true_scores
+    assert raw.zscore(updated, prefix + "ghost") is None
+
+
+def test_list_threads_never_shows_deleted_threads(cp: RedisCheckpointer, raw: "redis.Redis", prefix: str) -> None:
+    for i in range(5):
+        cp.save(f"{prefix}{i}", AgentStateSnapshot())
+    cp.delete(prefix + "1")
+    raw.delete(*cp.store._keys(prefix + "3"))  # removed behind the library's back
+    assert [i.thread_id for i in cp.list_threads(prefix)] == [prefix + "4", prefix + "2", prefix + "0"]
+    assert raw.zscore(cp.store.index.keys[0], prefix + "3") is None
+
+
+# ---------------------------------------------------------------------- damaged data
+
+
+def test_lost_log_is_reported_then_healed_by_the_next_save(cp: RedisCheckpointer, raw: "redis.Redis", prefix: str) -> None:
+    tid = prefix + "evicted"
+    state = AgentStateSnapshot(messages=messages(5))
+    cp.save(tid, state)
+    raw.delete(cp.store._keys(tid)[1])  # as an allkeys-* eviction policy might
+    with pytest.raises(CorruptSnapshotError) as info:
+        cp.load(tid)
+    assert info.value.thread_id == tid
+    state.messages.extend(messages(1, 5))
+    cp.save(tid, state)  # the append's precondition fails on the log length: the log is rewritten
+    loaded = cp.load(tid)
+    assert loaded is not None and loaded.messages == state.messages
+
+
+def test_corrupt_head_raises_corrupt_snapshot_error(cp: RedisCheckpointer, raw: "redis.Redis", prefix: str) -> None:
+    tid = prefix + "corrupt"
+    cp.save(tid, AgentStateSnapshot())
+    raw.hset(cp.store._keys(tid)[0], "n", "many")
+    for call in (lambda: cp.load(tid), lambda: cp.list_threads(prefix)):
+        with pytest.raises(CorruptSnapshotError) as info:
+            call()
+        assert info.value.thread_id == tid
+    assert cp.delete(tid) is True

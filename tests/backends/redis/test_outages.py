@@ -1,0 +1,171 @@
+"""Redis: recovery from crashes, restarts, hangs and lost script caches; pool limits; fork safety.
+
+These tests restart, pause or exhaust a throwaway ``redis-server`` of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any, List
+
+import pytest
+import redis
+
+import agents_persist.backends.redis.client as redis_client
+from agents_persist import (
+    AgentStateSnapshot,
+    BackendUnavailableError,
+    RedisCheckpointer,
+)
+from tests.backends.redis.support import DEADLINE, FAST_TIMEOUT, increment, messages
+from tests.servers import RedisServer
+
+# ---------------------------------------------------------------------- outages
+
+
+def test_server_crash_and_restart_mid_run(persistent_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Kill -9 the server while a thread keeps updating: errors are BackendUnavailableError,
+    none takes longer than the timeout, and after the restart the same checkpointer
+    goes on with every acknowledged update intact."""
+    cp = RedisCheckpointer.from_url(persistent_server.url, timeout=FAST_TIMEOUT)
+    big = AgentStateSnapshot(messages=messages(1000), metadata={"big": True})
+    cp.save("big", big)
+    acked = [0]
+    errors: List[BaseException] = []
+    slowest = [0.0]
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            start = time.monotonic()
+            try:
+                cp.update("counter", increment)
+                acked[0] += 1
+            except Exception as exc:  # noqa: BLE001 - every error is checked below
+                errors.append(exc)
+                slowest[0] = max(slowest[0], time.monotonic() - start)
+                time.sleep(0.02)
+
+    def wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        wait_for(lambda: acked[0] >= 20, "updates before the crash")
+        persistent_server.kill()
+        wait_for(lambda: len(errors) >= 5, "errors while the server is down")
+        acked_while_down = acked[0]
+        with caplog.at_level(logging.INFO, logger="agents_persist.backends.redis"):
+            persistent_server.start_again()
+            wait_for(lambda: acked[0] >= acked_while_down + 20, "updates after the restart")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert errors and all(isinstance(exc, BackendUnavailableError) for exc in errors), errors[:3]
+    assert slowest[0] < DEADLINE
+    final = cp.load("counter")
+    assert final is not None
+    n = final.metadata["n"]
+    # An update whose reply was lost in the crash may have landed; none acknowledged is lost.
+    assert acked[0] <= n <= acked[0] + len(errors)
+    assert [m.content for m in final.messages] == [f"+1 #{i}" for i in range(1, n + 1)]
+    assert final.version == n
+    again = cp.load("big")
+    assert again is not None and again.messages == big.messages and again.metadata == {"big": True}
+    assert any("script cache" in record.getMessage() for record in caplog.records), "EVALSHA after restart must reload"
+    cp.close()
+
+
+def test_hung_server_times_out_then_recovers(persistent_server: RedisServer) -> None:
+    cp = RedisCheckpointer.from_url(persistent_server.url, timeout=FAST_TIMEOUT)
+    cp.save("t", AgentStateSnapshot(metadata={"v": 1}))
+    assert persistent_server.pid is not None
+    os.kill(persistent_server.pid, signal.SIGSTOP)
+    try:
+        for call in (lambda: cp.load("t"), lambda: cp.save("t", AgentStateSnapshot(), force=True), lambda: cp.list_threads()):
+            start = time.monotonic()
+            with pytest.raises(BackendUnavailableError) as info:
+                call()
+            assert time.monotonic() - start < DEADLINE
+            assert "Timeout" in str(info.value)
+    finally:
+        os.kill(persistent_server.pid, signal.SIGCONT)
+    loaded = cp.load("t")
+    assert loaded is not None and loaded.version in (1, 2)  # the save sent into the hang may have run
+    assert cp.save("t", AgentStateSnapshot(metadata={"v": 3}), force=True) == loaded.version + 1
+    cp.close()
+
+
+def test_script_cache_flush_is_survived(private_server: RedisServer) -> None:
+    cp = RedisCheckpointer.from_url(private_server.url)
+    raw = redis.Redis.from_url(private_server.url)
+    try:
+        assert cp.save("s", AgentStateSnapshot()) == 1
+        raw.script_flush()
+        assert cp.save("s", AgentStateSnapshot()) == 2
+        assert raw.script_exists(redis_client.WRITE.sha) == [True]
+        assert cp.delete("s") is True
+    finally:
+        cp.close()
+        raw.close()
+
+
+def test_exhausted_pool_waits_at_most_the_timeout(private_server: RedisServer) -> None:
+    cp = RedisCheckpointer.from_url(private_server.url, max_connections=1, timeout=0.3)
+    try:
+        cp.save("p", AgentStateSnapshot())
+        pool = cp.store.connection.client().connection_pool
+        held = pool.get_connection()
+        start = time.monotonic()
+        with pytest.raises(BackendUnavailableError):
+            cp.load("p")
+        assert 0.25 < time.monotonic() - start < 1.5
+        pool.release(held)
+        assert cp.load("p") is not None
+    finally:
+        cp.close()
+
+
+# ---------------------------------------------------------------------- fork safety
+
+
+def test_forked_child_gets_its_own_connection_and_parent_keeps_its_own(private_server: RedisServer) -> None:
+    cp = RedisCheckpointer.from_url(private_server.url)
+    try:
+        cp.update("f", increment)
+        parent_id = cp.store.connection.client().client_id()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                os.close(read_end)
+                child_id = cp.store.connection.client().client_id()
+                for _ in range(10):
+                    cp.update("f", increment)
+                os.write(write_end, str(child_id).encode())
+                code = 0 if child_id != parent_id else 3
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        _, status = os.waitpid(pid, 0)
+        child_id = int(os.read(read_end, 100) or b"0")
+        os.close(read_end)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_id not in (0, parent_id)
+        # The parent's pooled socket survived the child: same server-side client, still working.
+        assert cp.store.connection.client().client_id() == parent_id
+        cp.update("f", increment)
+        final = cp.load("f")
+        assert final is not None and final.metadata["n"] == 12
+    finally:
+        cp.close()
