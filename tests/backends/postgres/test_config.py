@@ -120,3 +120,22 @@ def test_exactly_one_of_dsn_and_pool_is_required() -> None:
         PostgresCheckpointer()
     with pytest.raises(ConfigurationError):
         PostgresCheckpointer(max_connections=0, dsn="postgresql://h/db")
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [("journal=off", "journal"), ("max_connections=0", "max_connections"), ("timeout=abc", "timeout"), ("pool=x", "pool")],
+)
+def test_bad_url_options_are_refused_by_name_before_connecting(query: str, named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        from_url(f"postgresql://nobody@127.0.0.1:{free_port()}/db?{query}")
+
+
+def test_url_options_and_libpq_parameters_are_told_apart() -> None:
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/db?statement_timeout=none&connect_timeout=7&sslmode=disable&ssl=true"
+    with from_url(url, max_retries=2) as checkpointer:
+        assert isinstance(checkpointer, PostgresCheckpointer)
+        assert (checkpointer.statement_timeout, checkpointer.connect_timeout, checkpointer.max_retries) == (None, 7.0, 2)
+        described = repr(checkpointer)
+    assert "sslmode=disable" in described and "ssl=true" in described
+    assert "statement_timeout" not in described and "connect_timeout" not in described

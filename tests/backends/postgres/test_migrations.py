@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -88,3 +89,12 @@ def test_tables_dropped_behind_its_back_are_recreated_on_the_next_call(pg_url: s
         checkpointer.save("t", snapshot("after"))
         loaded = checkpointer.load("t")
         assert loaded is not None and loaded.messages[0].content == "after"
+
+
+def test_migration_files_are_numbered_as_recorded() -> None:
+    shipped = sorted(
+        path.name for path in resources.files(pg_schema.__package__).joinpath("sql").iterdir() if path.name[:4].isdigit()
+    )
+    assert shipped == [migration.filename for migration in pg_schema.MIGRATIONS]
+    assert [migration.version for migration in pg_schema.MIGRATIONS] == list(range(1, len(shipped) + 1))
+    assert all(name.startswith(f"{version:04d}_") for version, name in enumerate(shipped, start=1))
