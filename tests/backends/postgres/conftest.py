@@ -8,6 +8,7 @@ import pytest
 
 from agents_persist import PostgresCheckpointer
 from tests.backends.postgres.helpers import Server
+from tests.conftest import _built
 from tests.fixtures.postgres import drop_schema, unique_schema
 from tests.servers import PostgresServer
 from tests.spec import BackendSpec
@@ -25,15 +26,9 @@ def schema(postgres_spec: BackendSpec) -> str:
 
 @pytest.fixture
 def cp(postgres_spec: BackendSpec, prefix: str) -> Iterator[PostgresCheckpointer]:
-    checkpointer = postgres_spec.build()
-    assert isinstance(checkpointer, PostgresCheckpointer)
-    try:
+    for checkpointer in _built(postgres_spec, prefix):  # threads under ``prefix`` are deleted afterwards
+        assert isinstance(checkpointer, PostgresCheckpointer)
         yield checkpointer
-    finally:
-        if not checkpointer.closed:
-            for info in list(checkpointer.iter_threads(prefix)):
-                checkpointer.delete(info.thread_id)
-            checkpointer.close()
 
 
 @pytest.fixture

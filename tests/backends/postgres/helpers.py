@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Tuple, Union
+from typing import Any, Callable, Iterator, List, Tuple, Union
 
 import psycopg2
 import psycopg2.pool
@@ -100,3 +101,17 @@ def row_locks(url: str, schema: str, thread_ids: List[str]) -> Iterator[Any]:
     finally:
         conn.rollback()
         conn.close()
+
+
+def load_while_writing(write: Callable[[threading.Event], None], load: Callable[[], None], seconds: float = 2.0) -> None:
+    """Run ``write(stop)`` in a thread and call ``load()`` over and over for ``seconds`` or until the writer ends."""
+    stop = threading.Event()
+    thread = threading.Thread(target=write, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and thread.is_alive():
+            load()
+    finally:
+        stop.set()
+        thread.join(30)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from typing import List
 
 from agents_persist import AgentMessage, AgentStateSnapshot, ConflictError, from_url
-from tests.backends.postgres.helpers import backend_pids, row_locks, scalar, snapshot, wait_for, with_app_name
+from tests.backends.postgres.helpers import backend_pids, load_while_writing, row_locks, scalar, snapshot, wait_for, with_app_name
 from tests.spec import BackendSpec
 
 
@@ -49,34 +48,29 @@ def test_loads_never_mix_two_versions_under_concurrent_rewrites(postgres_spec: B
     writer, reader = postgres_spec.build(), postgres_spec.build()
     histories = {"a": [AgentMessage.user(f"a{i}") for i in range(40)], "b": [AgentMessage.user(f"b{i}") for i in range(70)]}
     writer.save(tid, AgentStateSnapshot(messages=histories["a"], metadata={"kind": "a"}))
-    stop = threading.Event()
     seen = {"a": 0, "b": 0}
 
-    def rewrite() -> None:
+    def rewrite(stop: threading.Event) -> None:
         i = 0
         while not stop.is_set():
             kind = "ab"[i % 2]
             writer.save(tid, AgentStateSnapshot(messages=list(histories[kind]), metadata={"kind": kind}), force=True)
             i += 1
 
-    thread = threading.Thread(target=rewrite)
-    thread.start()
+    def load() -> None:
+        state = reader.load(tid)
+        assert state is not None
+        kind = state.metadata["kind"]
+        assert state.messages == histories[kind], "head and log must come from one committed version"
+        seen[kind] += 1
+
     try:
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            state = reader.load(tid)
-            assert state is not None
-            kind = state.metadata["kind"]
-            assert state.messages == histories[kind], "head and log must come from one committed version"
-            seen[kind] += 1
+        load_while_writing(rewrite, load)
     finally:
-        stop.set()
-        thread.join(30)
         writer.delete(tid)
         writer.close()
         reader.close()
     assert seen["a"] > 0 and seen["b"] > 0
-
 
 
 def test_eight_threads_hold_eight_connections_at_once(pg_url: str, schema: str, prefix: str) -> None:

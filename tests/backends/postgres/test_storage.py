@@ -13,7 +13,7 @@ from psycopg2 import sql
 from agents_persist import AgentMessage, AgentStateSnapshot, CorruptSnapshotError, PostgresCheckpointer, codec
 from agents_persist.backends.postgres import copy as pg_copy
 from agents_persist.backends.postgres import store as pg_store
-from tests.backends.postgres.helpers import admin, assert_contiguous, log_rows, scalar, snapshot, table
+from tests.backends.postgres.helpers import admin, assert_contiguous, load_while_writing, log_rows, scalar, snapshot, table
 from tests.spec import BackendSpec
 
 
@@ -153,10 +153,9 @@ def test_loads_never_mix_two_versions_while_appends_merge_log_rows(
     tid = prefix + "merging"
     writer, reader = postgres_spec.build(), postgres_spec.build()
     expected = [AgentMessage.user(f"m{i}") for i in range(400)]
-    stop = threading.Event()
     loads: List[int] = []
 
-    def append() -> None:
+    def append(stop: threading.Event) -> None:
         state = AgentStateSnapshot(messages=expected[:1], metadata={"n": 1})
         writer.save(tid, state)
         while not stop.is_set() and len(state.messages) < len(expected):
@@ -164,20 +163,16 @@ def test_loads_never_mix_two_versions_while_appends_merge_log_rows(
             state.metadata["n"] = len(state.messages)
             writer.save(tid, state)
 
-    thread = threading.Thread(target=append)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and thread.is_alive():
-            state = reader.load(tid)
-            if state is None:
-                continue
+    def load() -> None:
+        state = reader.load(tid)
+        if state is not None:
             count = state.metadata["n"]
             assert state.messages == expected[:count], "head and log must come from one committed version"
             loads.append(count)
+
+    try:
+        load_while_writing(append, load)
     finally:
-        stop.set()
-        thread.join(30)
         writer.delete(tid)
         writer.close()
         reader.close()
