@@ -1,0 +1,319 @@
+"""Connections to PostgreSQL: libpq parameters, the two kinds of pool, the deadline watchdog, error translation.
+
+:class:`Connections` hands out live autocommit connections, from a pool of
+its own (built from a DSN) or from a caller's psycopg2 pool
+(:class:`CallerPool`). Idle connections the server closed meanwhile are
+noticed without a round trip and replaced; a call on a server that stopped
+answering is cut by the watchdog; every psycopg2 error becomes a library
+error through :func:`classify`, the backend's one classifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import select
+import threading
+from contextlib import ExitStack, contextmanager
+from functools import lru_cache
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
+from urllib.parse import urlencode
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import psycopg2.pool
+
+from ...errors import AgentsPersistError, BackendUnavailableError, CheckpointerClosedError, ConfigurationError
+from ...runtime import forking
+from ...runtime.pool import ConnectionPool
+from ...runtime.watchdog import DeadlineWatchdog, Guard
+from ...translate import Classifier, translated
+from ...urls import redact_url
+
+__all__ = ["Connections", "CallerPool", "MISSING_OBJECT_ERRORS", "classify", "is_libpq_parameter", "libpq_params"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds past the statement timeout after which the client gives up on a
+#: server that stopped answering (frozen process, dead host, partition).
+UNRESPONSIVE_GRACE = 5.0
+#: The statement time the watchdog allows when ``statement_timeout`` is None (the server's own setting).
+UNBOUNDED_STATEMENT_SECONDS = 30.0
+#: libpq TCP keepalive settings added unless the DSN sets them: a peer that
+#: vanished silently is noticed within about idle + interval * count seconds.
+DEFAULT_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3"}
+#: Errors meaning the tables or functions are gone (never created, or dropped behind our back).
+MISSING_OBJECT_ERRORS = (
+    psycopg2.errors.UndefinedTable,
+    psycopg2.errors.UndefinedFunction,
+    psycopg2.errors.InvalidSchemaName,
+)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (psycopg2's messages go on with context lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@lru_cache(maxsize=256)
+def is_libpq_parameter(name: str) -> bool:
+    """Whether libpq accepts ``name`` as a URL query parameter (``sslmode``, ``application_name``, ...).
+
+    libpq itself is asked, so the set is exactly the installed libpq's.
+    """
+    try:
+        psycopg2.extensions.parse_dsn("postgresql:///?" + urlencode({name: "true"}))
+    except psycopg2.ProgrammingError:
+        return False
+    return True
+
+
+def libpq_params(dsn: str, connect_timeout: float, statement_timeout: Optional[float]) -> Tuple[Dict[str, str], str]:
+    """libpq keywords from ``dsn`` plus our defaults, and a password-free label for messages."""
+    label = redact_url(dsn) if "://" in dsn else "<libpq connection string>"
+    try:
+        params: Dict[str, str] = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError:
+        # libpq's message quotes the offending token, which may be (part of) the password.
+        raise ConfigurationError(f"invalid PostgreSQL DSN {label!r}: check its syntax and percent-encoding") from None
+    if "://" not in dsn:
+        label = " ".join(f"{k}={'***' if k == 'password' else v}" for k, v in params.items())
+    params.setdefault("connect_timeout", str(max(2, math.ceil(connect_timeout))))
+    params.setdefault("application_name", "agents_persist")
+    params.setdefault("client_encoding", "UTF8")
+    for key, value in DEFAULT_KEEPALIVES.items():
+        params.setdefault(key, value)
+    if statement_timeout is not None:
+        setting = f"-c statement_timeout={int(statement_timeout * 1000)}"
+        params["options"] = f"{params['options']} {setting}" if params.get("options") else setting
+    try:
+        float(params["connect_timeout"])
+    except ValueError:
+        raise ConfigurationError("connect_timeout in the DSN must be a number of seconds") from None
+    return params, label
+
+
+def classify(
+    exc: Exception, *, label: str, what: str, statement_timeout: Optional[float], unanswered_after: Optional[float] = None
+) -> Optional[AgentsPersistError]:
+    """The library error for a psycopg2 error met while trying to ``what``; None for any other exception.
+
+    The message names the server by ``label``, which never holds a password.
+    ``unanswered_after`` is set when the watchdog cut the call after that many seconds.
+    """
+    if not isinstance(exc, psycopg2.Error):
+        return None
+    if unanswered_after is not None:
+        return BackendUnavailableError(f"PostgreSQL {label} did not answer within {unanswered_after:g}s while trying to {what}")
+    if isinstance(exc, psycopg2.pool.PoolError):
+        return BackendUnavailableError(f"the caller's PostgreSQL pool has no free connection: {exc}")
+    detail = f"PostgreSQL {label} failed to {what}: {first_line(exc)}"
+    if isinstance(exc, psycopg2.extensions.QueryCanceledError):
+        return BackendUnavailableError(f"{detail} (statement_timeout is {statement_timeout}s)")
+    if isinstance(exc, MISSING_OBJECT_ERRORS):
+        return ConfigurationError(f"{detail}; the tables are missing: call setup()")
+    if isinstance(exc, psycopg2.ProgrammingError):
+        return ConfigurationError(detail)
+    return BackendUnavailableError(detail)
+
+
+class _StaleConnection(Exception):
+    """An idle pooled connection turned out to be closed by the server; it is discarded."""
+
+
+def _has_pending_input(fd: int) -> bool:
+    """True if the socket has something to read (an idle connection's server closed it)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - platforms without poll
+
+
+def _is_stale(conn: Any) -> bool:
+    if conn.closed:
+        return True
+    try:
+        return _has_pending_input(conn.fileno())
+    except (OSError, ValueError, psycopg2.Error):
+        return True
+
+
+def is_broken(conn: Any, exc: BaseException) -> bool:
+    """Whether a connection that saw ``exc`` must be discarded instead of reused."""
+    if conn.closed or not isinstance(exc, Exception) or isinstance(exc, _StaleConnection):
+        return True
+    cause = exc.__cause__ if isinstance(exc, AgentsPersistError) else exc
+    if isinstance(cause, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        return True
+    try:
+        return bool(conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE)
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is gone either way
+        pass
+
+
+class CallerPool:
+    """Borrows connections from a caller's psycopg2 pool, one per operation, bounded and with a timeout.
+
+    Connections go back to the caller's pool after each operation (closed there
+    if broken); closing the store never closes the caller's pool. In a forked
+    child it refuses to work: the caller's pool holds the parent's sockets.
+    """
+
+    def __init__(self, pool: Any, max_size: int, timeout: float, classifier: Classifier) -> None:
+        self._pool = pool
+        self.max_size = max_size
+        self.timeout = timeout
+        self._classifier = classifier
+        self._closed = False
+        self._slots = threading.BoundedSemaphore(self.max_size)
+        self._forked = False
+        forking.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        """Reset the bound; the caller's pool itself belongs to the parent and is not used any more."""
+        self._slots = threading.BoundedSemaphore(self.max_size)
+        self._forked = True
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """Borrow a connection from the caller's pool (autocommit) for the block."""
+        if self._forked:
+            raise ConfigurationError(
+                "a PostgresCheckpointer built on a caller's pool cannot be used in a forked child: its connections "
+                "belong to the parent. Build the checkpointer from a DSN (it reconnects after fork) or in the child."
+            )
+        if self._closed:
+            raise CheckpointerClosedError("the PostgreSQL connection pool is closed")
+        slots = self._slots
+        if not slots.acquire(timeout=self.timeout):
+            raise BackendUnavailableError(
+                f"no free PostgreSQL connection within {self.timeout:g}s (max_connections={self.max_size})"
+            )
+        try:
+            with translated(self._classifier):
+                conn = self._pool.getconn()
+            was_autocommit = conn.autocommit
+            broken = False
+            try:
+                if not was_autocommit:
+                    conn.autocommit = True
+                yield conn
+            except BaseException as exc:
+                broken = is_broken(conn, exc)
+                raise
+            finally:
+                if not broken and not conn.closed and not was_autocommit:
+                    conn.autocommit = False
+                self._pool.putconn(conn, close=broken or bool(conn.closed))
+        finally:
+            if slots is self._slots:
+                slots.release()
+
+    def close(self) -> None:
+        """Stop borrowing; the caller's pool stays open."""
+        self._closed = True
+
+
+class Connections:
+    """Live autocommit connections for one store, from its own pool (``dsn``) or a caller's (``pool``).
+
+    Args:
+        dsn: URL or libpq string; exactly one of ``dsn`` and ``pool``.
+        pool: A caller's psycopg2 pool, borrowed from and never closed.
+        max_connections: Most connections (and operations in flight) at once.
+        timeout: Seconds to wait for a free connection.
+        connect_timeout: Seconds libpq waits for a new connection, unless the DSN says.
+        statement_timeout: Seconds the server may spend on a statement (None: its setting).
+        on_missing: Called when a statement finds the tables missing.
+    """
+
+    def __init__(
+        self,
+        dsn: Optional[str],
+        pool: Any,
+        *,
+        max_connections: int,
+        timeout: float,
+        connect_timeout: float,
+        statement_timeout: Optional[float],
+        on_missing: Callable[[], None],
+    ) -> None:
+        self.max_connections = max_connections
+        self.statement_timeout = statement_timeout
+        self._on_missing = on_missing
+        self._pool: Union[ConnectionPool[Any], CallerPool]
+        if pool is not None:
+            self.label = f"<{type(pool).__name__}>"
+            self.connect_timeout = float(connect_timeout)
+            self._pool = CallerPool(pool, max_connections, timeout, self._classifier("connect"))
+        else:
+            assert dsn is not None
+            self._params, self.label = libpq_params(dsn, connect_timeout, statement_timeout)
+            self.connect_timeout = float(self._params["connect_timeout"])
+            self._pool = ConnectionPool(
+                self._connect, _close_quietly, max_size=max_connections, timeout=timeout, is_broken=is_broken, name="PostgreSQL"
+            )
+        self._watchdog = DeadlineWatchdog(
+            (statement_timeout or UNBOUNDED_STATEMENT_SECONDS) + UNRESPONSIVE_GRACE, "agents_persist-postgres-deadline"
+        )
+
+    def _classifier(self, what: str, guard: Optional[Guard] = None) -> Classifier:
+        """:func:`classify` for one operation; a guard the watchdog expired means the server did not answer."""
+
+        def classify_here(exc: Exception) -> Optional[AgentsPersistError]:
+            unanswered = self._watchdog.seconds if guard is not None and guard.expired else None
+            if unanswered is None and isinstance(exc, MISSING_OBJECT_ERRORS):
+                self._on_missing()
+            return classify(
+                exc, label=self.label, what=what, statement_timeout=self.statement_timeout, unanswered_after=unanswered
+            )
+
+        return classify_here
+
+    def _connect(self) -> Any:
+        with translated(self._classifier("connect")):
+            conn = psycopg2.connect(**self._params)
+        conn.autocommit = True
+        return conn
+
+    @contextmanager
+    def connection(self, what: str) -> Iterator[Any]:
+        """Borrow a live autocommit connection to ``what`` (named in errors); psycopg2 errors become typed errors.
+
+        Idle connections the server closed meanwhile (a restart) are noticed
+        here without a round trip and replaced.
+        """
+        for _ in range(self.max_connections + 1):
+            try:
+                with self._pool.connection() as conn:
+                    if _is_stale(conn):
+                        raise _StaleConnection()
+                    with self._watchdog.guard(conn.fileno()) as guard, translated(self._classifier(what, guard)):
+                        yield conn
+                    return
+            except _StaleConnection:
+                logger.info("discarding a PostgreSQL connection closed by the server (%s)", self.label)
+        raise BackendUnavailableError(f"PostgreSQL {self.label} keeps closing new connections")
+
+    def prefill(self, count: int) -> None:
+        """Open ``count`` connections up front (own pool only; one is open already)."""
+        if not isinstance(self._pool, ConnectionPool) or count <= 1:
+            return
+        with ExitStack() as stack:
+            for _ in range(count):
+                stack.enter_context(self.connection("open its pool"))
+
+    def close(self) -> None:
+        """Stop the watchdog and close the own pool's connections (a caller's pool stays open)."""
+        self._watchdog.stop()
+        self._pool.close()

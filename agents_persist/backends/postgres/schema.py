@@ -1,0 +1,189 @@
+"""Names, SQL text and migrations of the PostgreSQL backend.
+
+The SQL lives in ``sql/`` as package data: ``sql/queries.sql`` holds the
+statements sent at run time, ``sql/NNNN_<what>.sql`` the migrations, numbered
+as recorded in ``<table_name>_migrations`` (so a database keeps its version
+across releases). Identifiers in braces are filled in, always quoted, by
+``psycopg2.sql.Identifier``; they are validated first, so no name can end a
+quoted identifier or the dollar-quoted function bodies they are written into.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Any, Dict, NamedTuple, Tuple
+
+import psycopg2
+from psycopg2 import sql
+
+from ...errors import ConfigurationError
+from ...resources import read_text
+from .connection import MISSING_OBJECT_ERRORS
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "MAX_TABLE_NAME_BYTES",
+    "split_table_name",
+    "advisory_key",
+    "object_names",
+    "render_queries",
+    "applied_version",
+    "migrate",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SCHEMA = "public"
+#: Identifiers are always quoted; this keeps them readable and free of SQL syntax (no quotes,
+#: no "$", which could end the dollar-quoted function bodies they are written into).
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+MAX_IDENTIFIER_BYTES = 63
+#: Longest suffix added to ``table_name`` for derived objects ("_messages_pkey"), so all names fit 63 bytes.
+MAX_TABLE_NAME_BYTES = MAX_IDENTIFIER_BYTES - len("_messages_pkey")
+
+
+class Migration(NamedTuple):
+    """One schema version: its number, the description recorded with it, and its file under ``sql/``."""
+
+    version: int
+    description: str
+    filename: str
+
+
+#: Applied in order, each recorded in the migrations table; never renumber or edit a released one.
+MIGRATIONS: Tuple[Migration, ...] = (
+    Migration(1, "thread heads, message log, save/load/delete/purge functions", "0001_threads_log_functions.sql"),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+_NAME_MARK = "-- name:"
+
+
+def _sql_file(filename: str) -> str:
+    return read_text(__package__, f"sql/{filename}")
+
+
+def _named_queries(text: str) -> Dict[str, str]:
+    """The ``-- name: <name>`` sections of ``text``, without comment lines."""
+    queries: Dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        if line.startswith(_NAME_MARK):
+            name = line[len(_NAME_MARK) :].strip()
+            queries[name] = ""
+        elif name is not None and not line.lstrip().startswith("--"):
+            queries[name] += line + "\n"
+    return {key: query.strip().rstrip(";") for key, query in queries.items()}
+
+
+_QUERIES = _named_queries(_sql_file("queries.sql"))
+
+
+def _validate_identifier(name: object, what: str, max_bytes: int) -> str:
+    if not isinstance(name, str) or not IDENTIFIER_RE.match(name):
+        raise ConfigurationError(
+            f"{what} {name!r} is not allowed: use letters, digits, '_' or '-', starting with a letter or '_'"
+        )
+    if len(name.encode("utf-8")) > max_bytes:
+        raise ConfigurationError(f"{what} {name!r} is longer than {max_bytes} bytes")
+    return name
+
+
+def split_table_name(table_name: str, schema: "str | None") -> Tuple[str, str]:
+    """Validate ``[schema.]table`` and an explicit ``schema``; return (schema, table)."""
+    if not isinstance(table_name, str):
+        raise ConfigurationError(f"table_name must be a str, not {type(table_name).__name__}")
+    if table_name.count(".") > 1:
+        raise ConfigurationError(f"table_name {table_name!r} has more than one '.'")
+    if "." in table_name:
+        qualifier, table_name = table_name.split(".")
+        if schema is not None and schema != qualifier:
+            raise ConfigurationError(f"schema {schema!r} contradicts the qualified table_name {qualifier}.{table_name}")
+        schema = qualifier
+    schema = _validate_identifier(DEFAULT_SCHEMA if schema is None else schema, "schema", MAX_IDENTIFIER_BYTES)
+    if schema.lower().startswith("pg_"):
+        raise ConfigurationError(f"schema {schema!r} is reserved: names starting with 'pg_' belong to PostgreSQL")
+    return schema, _validate_identifier(table_name, "table_name", MAX_TABLE_NAME_BYTES)
+
+
+def advisory_key(schema: str, table: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_xact_lock``, one per (schema, table)."""
+    digest = hashlib.blake2b(f"agents_persist:{schema}.{table}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def object_names(schema: str, table: str) -> Dict[str, Any]:
+    """Quoted, schema-qualified identifiers of every object of one store, by placeholder name."""
+
+    def qualified(name: str) -> Any:
+        return sql.Identifier(schema, name)
+
+    return {
+        "schema": sql.Identifier(schema),
+        "threads": qualified(table),
+        "messages": qualified(f"{table}_messages"),
+        "migrations": qualified(f"{table}_migrations"),
+        "save_fn": qualified(f"{table}_save"),
+        "load_fn": qualified(f"{table}_load"),
+        "delete_fn": qualified(f"{table}_delete"),
+        "purge_fn": qualified(f"{table}_purge"),
+        "threads_pkey": sql.Identifier(f"{table}_pkey"),
+        "messages_pkey": sql.Identifier(f"{table}_messages_pkey"),
+        "updated_idx": sql.Identifier(f"{table}_updated_idx"),
+        "expires_idx": sql.Identifier(f"{table}_expires_idx"),
+    }
+
+
+def _render(template: str, names: Dict[str, Any], conn: Any) -> str:
+    return str(sql.SQL(template).format(**names).as_string(conn))
+
+
+def render_queries(names: Dict[str, Any], conn: Any) -> Dict[str, str]:
+    """Every statement of ``queries.sql`` with ``names`` filled in (quoting needs a connection)."""
+    return {name: _render(template, names, conn) for name, template in _QUERIES.items()}
+
+
+def applied_version(cursor: Any, queries: Dict[str, str]) -> int:
+    """The newest recorded migration, 0 if the migrations table does not exist yet."""
+    try:
+        cursor.execute(queries["applied"])
+    except MISSING_OBJECT_ERRORS:
+        return 0
+    row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(cursor: Any, queries: Dict[str, str], names: Dict[str, Any], *, schema: str, table: str) -> int:
+    """Apply missing migrations in one transaction under the advisory lock; return the version now recorded.
+
+    Many processes may run this at once on an empty database: the lock makes
+    them take turns, and each one after the first finds every version recorded.
+    """
+    conn = cursor.connection
+    cursor.execute("BEGIN")
+    try:
+        cursor.execute(queries["advisory_lock"], (advisory_key(schema, table),))
+        cursor.execute(queries["schema_exists"], (schema,))
+        if cursor.fetchone() is None:
+            cursor.execute(queries["create_schema"])
+        cursor.execute(queries["migrations_table"])
+        cursor.execute(queries["migrated_version"])
+        applied = int(cursor.fetchone()[0])
+        for migration in MIGRATIONS:
+            if migration.version <= applied:
+                continue
+            logger.info("applying agents_persist migration %d to %s.%s", migration.version, schema, table)
+            cursor.execute(_render(_sql_file(migration.filename), names, conn))
+            cursor.execute(queries["record_migration"], (migration.version, migration.description))
+            applied = migration.version
+        cursor.execute("COMMIT")
+    except BaseException:
+        if not conn.closed:
+            try:
+                cursor.execute("ROLLBACK")
+            except psycopg2.Error:
+                pass
+        raise
+    return applied

@@ -1,0 +1,55 @@
+-- The statements the PostgreSQL store sends, one per "-- name: <name>" section.
+-- Identifiers in braces are filled in, quoted, by psycopg2.sql.Identifier once per
+-- store; %s and %(name)s are psycopg2 parameters. Comment lines are not sent.
+
+-- name: save
+SELECT o_status, o_version FROM {save_fn}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+
+-- name: load
+COPY (SELECT * FROM {load_fn}(%s, %s)) TO STDOUT (FORMAT binary)
+
+-- name: version
+SELECT version FROM {threads} WHERE thread_id = %s AND (expires_at IS NULL OR expires_at > %s)
+
+-- name: delete
+SELECT {delete_fn}(%s, %s)
+
+-- name: purge
+SELECT {purge_fn}(%s, %s)
+
+-- name: list
+-- psycopg2 sends parameters as literals, so the planner folds away the unused
+-- filters, and LIKE with a literal prefix can use the primary key (C collation).
+SELECT thread_id, version, updated_at, message_count, expires_at FROM {threads}
+    WHERE (expires_at IS NULL OR expires_at > %(now)s)
+      AND (%(pattern)s::text IS NULL OR thread_id LIKE %(pattern)s)
+      AND (%(after_at)s::double precision IS NULL OR (updated_at, thread_id) < (%(after_at)s, %(after_id)s))
+    ORDER BY updated_at DESC, thread_id DESC LIMIT %(limit)s
+
+-- name: applied
+-- Outside any transaction: fails with UndefinedTable before the first migration.
+SELECT max(version) FROM {migrations}
+
+-- The migration transaction, under pg_advisory_xact_lock(key of schema and table):
+
+-- name: advisory_lock
+SELECT pg_advisory_xact_lock(%s)
+
+-- name: schema_exists
+SELECT 1 FROM pg_namespace WHERE nspname = %s
+
+-- name: create_schema
+CREATE SCHEMA {schema}
+
+-- name: migrations_table
+CREATE TABLE IF NOT EXISTS {migrations} (
+    version integer PRIMARY KEY,
+    description text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+
+-- name: migrated_version
+SELECT coalesce(max(version), 0) FROM {migrations}
+
+-- name: record_migration
+INSERT INTO {migrations} (version, description) VALUES (%s, %s)

@@ -1,0 +1,228 @@
+"""PostgresStore: a head row plus an append-only message log per thread, one round trip per primitive.
+
+A save is one call of the server-side save function (``sql/0001_*.sql``),
+which checks the precondition of :mod:`agents_persist.planning` and writes in
+one transaction; a load is one binary ``COPY`` (:mod:`.copy`).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional
+
+from ...errors import ConfigurationError
+from ...models import ThreadInfo
+from ...paging import Position, thread_info
+from ...planning import PlannedWrite, PrefixMismatch, StoredThread, conflict_error
+from ...store import Store
+from . import schema as _schema
+from .connection import Connections
+from .copy import pack_log, parse_load
+
+__all__ = ["PostgresStore", "CHUNK_BYTES", "MERGE_ROWS", "SEALED_TIER", "PURGE_BATCH"]
+
+#: Most bytes of encoded messages stored in one log row; longer logs are split.
+CHUNK_BYTES = 1 << 20
+#: Log compaction: once ``MERGE_ROWS`` rows were appended since the last merge,
+#: the save merges them into one row of the next tier, then the newest
+#: ``MERGE_ROWS`` rows of that tier if there are as many, and so on (a counter
+#: in base ``MERGE_ROWS``), so a thread built by N appends keeps
+#: O(MERGE_ROWS * log N) rows and every message is rewritten O(log N) times.
+MERGE_ROWS = 16
+#: Tier of log rows that are never merged again: rows written by a rewrite, and
+#: runs whose merge would exceed ``CHUNK_BYTES`` (the save function's ``sealed``).
+SEALED_TIER = 32767
+#: Expired threads deleted per transaction by ``purge``.
+PURGE_BATCH = 500
+#: What the save function's ``o_status`` means besides 0 (saved).
+_CONFLICT, _PREFIX_MISMATCH = 1, 2
+
+
+class PostgresStore(Store):
+    """The storage primitives over PostgreSQL (see :class:`~agents_persist.PostgresCheckpointer`).
+
+    The tables are created or migrated by :meth:`setup`, which the first
+    primitive calls when needed; a call that finds them dropped makes the
+    next one set them up again.
+    """
+
+    name = "PostgreSQL"
+
+    def __init__(
+        self,
+        dsn: Optional[str],
+        pool: Any,
+        *,
+        schema: Optional[str],
+        table_name: str,
+        min_connections: int,
+        max_connections: int,
+        timeout: float,
+        connect_timeout: float,
+        statement_timeout: Optional[float],
+    ) -> None:
+        self.schema, self.table_name = _schema.split_table_name(table_name, schema)
+        if (dsn is None) == (pool is None):
+            raise ConfigurationError("pass exactly one of dsn (a postgresql:// URL or libpq string) and pool")
+        if dsn is not None and not isinstance(dsn, str):
+            raise ConfigurationError(f"dsn must be a str, not {type(dsn).__name__}")
+        if not min_connections <= max_connections:
+            raise ConfigurationError(f"min_connections must be an int from 0 to max_connections, not {min_connections!r}")
+        self.min_connections = min_connections
+        self.max_connections = max_connections
+        self.timeout = float(timeout)
+        self.statement_timeout = None if statement_timeout is None else float(statement_timeout)
+        self._names = _schema.object_names(self.schema, self.table_name)
+        self._queries: Optional[Dict[str, str]] = None
+        self._ready = False
+        self._setup_mutex = threading.Lock()
+        self._connections = Connections(
+            dsn,
+            pool,
+            max_connections=max_connections,
+            timeout=self.timeout,
+            connect_timeout=connect_timeout,
+            statement_timeout=self.statement_timeout,
+            on_missing=self._forget_setup,
+        )
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds libpq waits for a new connection (as the DSN or the argument set it)."""
+        return self._connections.connect_timeout
+
+    def describe(self) -> str:
+        return f"{self._connections.label!r}, schema={self.schema!r}, table_name={self.table_name!r}"
+
+    # ------------------------------------------------------------------ schema
+
+    def setup(self) -> None:
+        """Create or migrate the tables, then open ``min_connections``; idempotent (see the checkpointer's ``setup``)."""
+        with self._setup_mutex:
+            if self._ready:
+                return
+            with self._connections.connection("set up its tables") as conn:
+                if self._queries is None:
+                    self._queries = _schema.render_queries(self._names, conn)
+                with conn.cursor() as cursor:
+                    applied = _schema.applied_version(cursor, self._queries)
+                    if applied < _schema.SCHEMA_VERSION:
+                        applied = _schema.migrate(cursor, self._queries, self._names, schema=self.schema, table=self.table_name)
+            if applied > _schema.SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"{self.schema}.{self.table_name} has schema version {applied}, newer than this agents_persist "
+                    f"knows ({_schema.SCHEMA_VERSION}); upgrade agents_persist"
+                )
+            self._connections.prefill(self.min_connections)
+            self._ready = True
+
+    def _forget_setup(self) -> None:
+        """The tables were dropped behind our back: the next call sets them up again."""
+        self._ready = False
+
+    @contextmanager
+    def _cursor(self, what: str) -> Iterator[Any]:
+        """A cursor on a ready connection (the schema is set up on first use)."""
+        if not self._ready:
+            self.setup()
+        with self._connections.connection(what) as conn:
+            cursor = conn.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+
+    def _query(self, name: str) -> str:
+        queries = self._queries
+        assert queries is not None, "setup() renders the queries"
+        return queries[name]
+
+    # ------------------------------------------------------------------ life cycle
+
+    def close(self) -> None:
+        self._connections.close()
+
+    def _after_fork_in_child(self) -> None:
+        # The pools forget the parent's connections by themselves, without closing them (closing
+        # would send libpq's Terminate on the parent's socket); psycopg2 itself
+        # skips closing a connection garbage-collected in another process.
+        self._setup_mutex = threading.Lock()
+
+    # ------------------------------------------------------------------ primitives
+
+    def read(self, thread_id: str) -> Optional[StoredThread]:
+        out = io.BytesIO()
+        with self._cursor("load a thread") as cursor:
+            # COPY takes no parameters: mogrify quotes them client-side, as execute() does.
+            cursor.copy_expert(cursor.mogrify(self._query("load"), (thread_id, time.time())), out)
+        parsed = parse_load(out.getvalue(), thread_id)
+        if parsed is None:
+            return None
+        head, messages = parsed
+        return StoredThread(head.version, head.head, messages, head.message_count, head.digest, head.updated_at, head.expires_at)
+
+    def read_version(self, thread_id: str) -> int:
+        with self._cursor("read a version") as cursor:
+            cursor.execute(self._query("version"), (thread_id, time.time()))
+            row = cursor.fetchone()
+        return 0 if row is None else int(row[0])
+
+    def write(self, thread_id: str, write: PlannedWrite) -> int:
+        """Run the save function, which checks :func:`~agents_persist.planning.precondition`'s rule server-side."""
+        seqs, counts, chunks = pack_log(write.messages, write.first_seq, CHUNK_BYTES)
+        params = (
+            thread_id,
+            write.expected_version,
+            write.append_from,
+            write.base_digest,
+            seqs,
+            counts,
+            chunks,
+            write.message_count,
+            write.digest,
+            write.head,
+            write.updated_at,
+            write.expires_at,
+            MERGE_ROWS,
+            CHUNK_BYTES,
+        )
+        with self._cursor("save a thread") as cursor:
+            cursor.execute(self._query("save"), params)
+            status, version = cursor.fetchone()
+        if status == _CONFLICT:
+            raise conflict_error(thread_id, write.expected_version, int(version))
+        if status == _PREFIX_MISMATCH:
+            raise PrefixMismatch(thread_id)
+        return int(version)
+
+    def delete(self, thread_id: str) -> bool:
+        with self._cursor("delete a thread") as cursor:
+            cursor.execute(self._query("delete"), (thread_id, time.time()))
+            return bool(cursor.fetchone()[0])
+
+    def list(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
+        params = {
+            "now": now,
+            "limit": limit,
+            "pattern": None if prefix is None else re.sub(r"([\\%_])", r"\\\1", prefix) + "%",
+            "after_at": None if after is None else after[0],
+            "after_id": None if after is None else after[1],
+        }
+        with self._cursor("list threads") as cursor:
+            cursor.execute(self._query("list"), params)
+            rows = cursor.fetchall()
+        return [thread_info(*row) for row in rows]
+
+    def purge(self, now: float) -> int:
+        total = 0
+        while True:
+            with self._cursor("purge expired threads") as cursor:
+                cursor.execute(self._query("purge"), (now, PURGE_BATCH))
+                removed = int(cursor.fetchone()[0])
+            total += removed
+            if removed < PURGE_BATCH:
+                return total
