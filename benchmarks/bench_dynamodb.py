@@ -23,12 +23,12 @@ import secrets
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import boto3
 
 from agents_persist import DynamoDbCheckpointer, from_url
-from agents_persist.backends.dynamodb_items import pack_messages, unpack_messages
+from agents_persist.backends.dynamodb.layout import pack_messages, unpack_messages
 from agents_persist.codec import decode_messages, encode_head, encode_messages
 from benchmarks.harness import (
     SAVE_LABEL,
@@ -40,27 +40,11 @@ from benchmarks.harness import (
     parse_args,
     snapshot_of,
 )
+from tests.backends.dynamodb.helpers import raw_items
 from tests.servers import dynamodb_endpoint_or_start
 
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
-
-
-def raw_query(client: Any, table: str, thread_id: str) -> List[Dict[str, Any]]:
-    """All items of one partition: paginated, strongly consistent."""
-    request: Dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": "thread_id = :t",
-        "ExpressionAttributeValues": {":t": {"S": thread_id}},
-        "ConsistentRead": True,
-    }
-    items: List[Dict[str, Any]] = []
-    while True:
-        page = client.query(**request)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 RAW_SAVE = "raw boto3 +2 msgs onto 1000"
@@ -142,7 +126,7 @@ def run(cp: DynamoDbCheckpointer, raw: Any, table: str, repeats: int, turns: int
     report.ratio("library / raw save at 1000", SAVE_LABEL.format(size=1000), RAW_SAVE, 1.5)
 
     def raw_load() -> None:
-        items = raw_query(raw, table, "bench-load")
+        items = raw_items(raw, table, "bench-load")
         chunks = sorted((item["sk"]["S"], item["p"]["B"]) for item in items if item["sk"]["S"] != "H")
         decode_messages(unpack_messages(b"".join(payload for _, payload in chunks), 1000, "bench-load"))
 

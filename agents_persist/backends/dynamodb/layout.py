@@ -2,7 +2,8 @@
 
 Pure functions and records, no I/O and no boto3: item sizes counted the way
 AWS counts them, the length-prefixed message stream that chunk items carry,
-run lists, and the conversion between a thread's head item and
+run lists, keys and listing shards, which chunk items are a crashed writer's
+left-overs, and the conversion between a thread's head item and
 :class:`HeadState`.
 
 One table, partition key ``thread_id`` (S), sort key ``sk`` (S):
@@ -25,12 +26,14 @@ finds every chunk its head lists has one committed version whole.
 
 from __future__ import annotations
 
+import math
 import secrets
 import struct
+import zlib
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..codec import EMPTY_DIGEST
-from ..errors import CorruptSnapshotError
+from ...codec import EMPTY_DIGEST
+from ...errors import CorruptSnapshotError, SnapshotTooLargeError
 
 __all__ = [
     "MAX_ITEM_BYTES",
@@ -54,6 +57,14 @@ __all__ = [
     "encode_runs",
     "decode_runs",
     "head_from_item",
+    "head_item",
+    "item_key",
+    "shard_of",
+    "checked_item",
+    "stale_chunks",
+    "RESERVED_ATTRIBUTES",
+    "WRITE_DEADLINE_SECONDS",
+    "ORPHAN_GRACE_SECONDS",
 ]
 
 #: AWS's item size limit, attribute names included.
@@ -79,6 +90,16 @@ A_RUNS = "r"
 A_KEEP = "k"
 A_SHARD = "ls"
 A_PAYLOAD = "p"
+
+#: Attribute names of the layout, which ``ttl_attribute`` must not reuse.
+RESERVED_ATTRIBUTES = frozenset(
+    {PK, SK, A_VERSION, A_COUNT, A_DIGEST, A_HEAD, A_HEAD_RUN, A_UPDATED, A_EXPIRES, A_TOKEN, A_RUNS, A_KEEP, A_SHARD, A_PAYLOAD}
+)
+
+#: A save that writes chunks outside a transaction must commit within this many seconds ...
+WRITE_DEADLINE_SECONDS = 600.0
+#: ... so unreferenced runs older than this are left over by crashed writers and may be deleted.
+ORPHAN_GRACE_SECONDS = 3600.0
 
 _LENGTH = struct.Struct(">I")
 _OPEN_MARK = "+"
@@ -114,6 +135,16 @@ class HeadState(NamedTuple):
         return list(self.runs) + ([self.head_run] if self.head_run is not None else [])
 
 
+def item_key(thread_id: str, sk: str) -> Item:
+    """The primary key of one item of ``thread_id``."""
+    return {PK: {"S": thread_id}, SK: {"S": sk}}
+
+
+def shard_of(thread_id: str, shards: int) -> int:
+    """The listing-index shard of a thread's head: stable across processes and versions."""
+    return zlib.crc32(thread_id.encode("utf-8")) % shards
+
+
 def _number_size(text: str) -> int:
     """AWS: one byte per two significant digits plus one byte (at most 21)."""
     digits = text.lstrip("-").split("e")[0].split("E")[0].replace(".", "").strip("0")
@@ -141,6 +172,21 @@ def item_size(item: Item) -> int:
         else:  # pragma: no cover - programming error
             raise ValueError(f"item_size does not support type {kind}")
     return total
+
+
+def checked_item(item: Item, thread_id: str) -> Item:
+    """``item``, unless it exceeds AWS's item size limit.
+
+    Raises:
+        SnapshotTooLargeError: The item would be over :data:`MAX_ITEM_BYTES`.
+    """
+    size = item_size(item)
+    if size > MAX_ITEM_BYTES:
+        raise SnapshotTooLargeError(
+            f"thread {thread_id!r}: a DynamoDB item would be {size} bytes, over the {MAX_ITEM_BYTES}-byte limit",
+            thread_id=thread_id,
+        )
+    return item
 
 
 def pack_messages(blobs: Sequence[bytes]) -> bytes:
@@ -213,6 +259,17 @@ def run_of_sk(sk: str) -> Optional[str]:
     return sk[len(CHUNK_SK_PREFIX) : sk.index(":")]
 
 
+def _is_orphan(run_id: Optional[str], now: float) -> bool:
+    created = run_created_at(run_id) if run_id else None
+    return created is not None and now - created > ORPHAN_GRACE_SECONDS
+
+
+def stale_chunks(chunk_sks: Iterable[str], head: Optional[HeadState], now: float) -> List[str]:
+    """Chunk items no head references whose run is old enough to be a crashed writer's."""
+    referenced = {run.run_id for run in head.all_runs()} if head is not None else set()
+    return [sk for sk in chunk_sks if run_of_sk(sk) not in referenced and _is_orphan(run_of_sk(sk), now)]
+
+
 def run_keys(runs: Iterable[Run]) -> List[str]:
     """Sort keys of every chunk of ``runs``."""
     return [chunk_sk(run.run_id, seq) for run in runs for seq in range(run.chunks)]
@@ -266,3 +323,29 @@ def head_from_item(item: Item, thread_id: str) -> HeadState:
         raise CorruptSnapshotError(
             f"thread {thread_id!r}: the head item is malformed ({type(exc).__name__}: {exc})", thread_id=thread_id
         ) from None
+
+
+def head_item(thread_id: str, head: HeadState, *, ttl_attribute: str, shard: int) -> Item:
+    """The head item that stores ``head`` (the inverse of :func:`head_from_item`), in listing shard ``shard``."""
+    item: Item = {
+        PK: {"S": thread_id},
+        SK: {"S": HEAD_SK},
+        A_VERSION: {"N": str(head.version)},
+        A_COUNT: {"N": str(head.message_count)},
+        A_DIGEST: {"B": head.digest},
+        A_UPDATED: {"N": repr(head.updated_at)},
+        A_TOKEN: {"S": head.token},
+        A_SHARD: {"N": str(shard)},
+    }
+    if head.expires_at is not None:
+        item[A_EXPIRES] = {"N": repr(head.expires_at)}
+        item[ttl_attribute] = {"N": str(math.ceil(head.expires_at))}
+    if head.runs:
+        item[A_RUNS] = {"S": encode_runs(head.runs, head.open_run)}
+    if head.keep_until is not None:
+        item[A_KEEP] = {"N": str(head.keep_until)}
+    if head.head_run is not None:
+        item[A_HEAD_RUN] = {"S": encode_runs([head.head_run], False)}
+    if head.inline_head is not None:
+        item[A_HEAD] = {"B": head.inline_head}
+    return item

@@ -1,0 +1,226 @@
+"""The table of a DynamoDB store: creating and checking it, and the reads that span items.
+
+:func:`create_table` sets up a development table (on-demand billing, the
+listing index, TTL enabled) and checks the key schema of an existing one;
+:func:`query_partition` reads a thread's item collection;
+:func:`list_shard` and :func:`scan_heads` find head items for listing and
+purging, through the sparse global secondary index or by scanning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+from ...errors import BackendUnavailableError, ConfigurationError
+from ...paging import Position
+from .client import DynamoDbClient
+from .layout import A_COUNT, A_EXPIRES, A_SHARD, A_UPDATED, A_VERSION, HEAD_SK, PK, SK, Item
+
+__all__ = ["create_table", "query_partition", "list_shard", "scan_heads", "HeadRow", "TABLE_READY_TIMEOUT"]
+
+logger = logging.getLogger(__name__)
+
+TABLE_READY_TIMEOUT = 120.0
+
+
+class HeadRow(NamedTuple):
+    """What listing and purging need of a head item (its projected attributes)."""
+
+    updated_at: float
+    thread_id: str
+    version: int
+    message_count: int
+    expires_at: Optional[float]
+
+
+def head_row(item: Item) -> HeadRow:
+    """The row of a (projected) head item."""
+    return HeadRow(
+        float(item[A_UPDATED]["N"]),
+        item[PK]["S"],
+        int(item[A_VERSION]["N"]),
+        int(item[A_COUNT]["N"]),
+        float(item[A_EXPIRES]["N"]) if A_EXPIRES in item else None,
+    )
+
+
+def create_table(client: DynamoDbClient, list_index: Optional[str], ttl_attribute: str) -> None:
+    """Create the table if missing (on-demand, listing index, TTL on), then check its key schema."""
+    from botocore.exceptions import ClientError
+
+    table_name = client.table_name
+    attributes = [{"AttributeName": PK, "AttributeType": "S"}, {"AttributeName": SK, "AttributeType": "S"}]
+    request: Dict[str, Any] = {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
+        "AttributeDefinitions": attributes,
+    }
+    if list_index is not None:
+        attributes += [
+            {"AttributeName": A_SHARD, "AttributeType": "N"},
+            {"AttributeName": A_UPDATED, "AttributeType": "N"},
+        ]
+        request["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": list_index,
+                "KeySchema": [
+                    {"AttributeName": A_SHARD, "KeyType": "HASH"},
+                    {"AttributeName": A_UPDATED, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": [A_VERSION, A_COUNT, A_EXPIRES]},
+            }
+        ]
+    try:
+        client.call("create_table", expect=("ResourceInUseException",), **request)
+        logger.info("created DynamoDB table %r", table_name)
+    except ClientError:
+        pass  # it exists already
+    table = _wait_until_active(client)
+    keys = {k["AttributeName"]: k["KeyType"] for k in table.get("KeySchema", [])}
+    if keys != {PK: "HASH", SK: "RANGE"}:
+        raise ConfigurationError(
+            f"DynamoDB table {table_name!r} has key schema {keys}; this backend needs {PK!r} (HASH, S) and {SK!r} (RANGE, S)"
+        )
+    if list_index is not None and list_index not in {i["IndexName"] for i in table.get("GlobalSecondaryIndexes") or []}:
+        raise ConfigurationError(
+            f"DynamoDB table {table_name!r} has no index {list_index!r} for list_threads; "
+            "add it (see the docs) or pass list_index=None to scan the table instead"
+        )
+    _enable_ttl(client, ttl_attribute)
+
+
+def _wait_until_active(client: DynamoDbClient) -> Dict[str, Any]:
+    """The table's description once it and its indexes are ACTIVE."""
+    deadline = time.monotonic() + TABLE_READY_TIMEOUT
+    while True:
+        table: Dict[str, Any] = client.call("describe_table", TableName=client.table_name)["Table"]
+        indexes = table.get("GlobalSecondaryIndexes") or []
+        if table.get("TableStatus") == "ACTIVE" and all(i.get("IndexStatus", "ACTIVE") == "ACTIVE" for i in indexes):
+            return table
+        if time.monotonic() > deadline:
+            raise BackendUnavailableError(f"DynamoDB table {client.table_name!r} did not become ACTIVE in time")
+        time.sleep(0.2)
+
+
+def _enable_ttl(client: DynamoDbClient, ttl_attribute: str) -> None:
+    """Turn on DynamoDB's TTL on ``ttl_attribute`` unless the table already expires items by some attribute."""
+    ttl = client.call("describe_time_to_live", TableName=client.table_name).get("TimeToLiveDescription", {})
+    status, attribute = ttl.get("TimeToLiveStatus"), ttl.get("AttributeName")
+    if status in ("ENABLED", "ENABLING"):
+        if attribute != ttl_attribute:
+            logger.warning(
+                "DynamoDB table %r expires items by %r, not by ttl_attribute=%r", client.table_name, attribute, ttl_attribute
+            )
+        return
+    client.call(
+        "update_time_to_live",
+        TableName=client.table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
+    )
+
+
+def _pages(
+    client: DynamoDbClient, operation: str, request: Dict[str, Any], expect: Tuple[str, ...] = ()
+) -> Iterator[Dict[str, Any]]:
+    """Yield the pages of a ``query`` or ``scan``, following ``LastEvaluatedKey``."""
+    while True:
+        page = client.call(operation, expect=expect, **request)
+        yield page
+        last = page.get("LastEvaluatedKey")
+        if not last:
+            return
+        request["ExclusiveStartKey"] = last
+
+
+def query_partition(client: DynamoDbClient, thread_id: str, **extra: Any) -> List[Item]:
+    """Every item of the thread's partition, strongly consistent, following pages.
+
+    ``extra`` adds to the request; dict values (attribute names and values) are merged.
+    """
+    request: Dict[str, Any] = {
+        "TableName": client.table_name,
+        "KeyConditionExpression": "#pk = :pk",
+        "ExpressionAttributeNames": {"#pk": PK},
+        "ExpressionAttributeValues": {":pk": {"S": thread_id}},
+        "ConsistentRead": True,
+    }
+    for name, value in extra.items():
+        if isinstance(value, dict) and isinstance(request.get(name), dict):
+            request[name] = {**request[name], **value}
+        else:
+            request[name] = value
+    return [item for page in _pages(client, "query", request) for item in page.get("Items", [])]
+
+
+def list_shard(
+    client: DynamoDbClient,
+    index: str,
+    shard: int,
+    prefix: Optional[str],
+    limit: int,
+    after: Optional[Position],
+    now: float,
+) -> List[HeadRow]:
+    """Newest live heads of one index shard strictly after ``after``, at least ``limit`` of them when there are that many."""
+    from botocore.exceptions import ClientError
+
+    names = {"#ls": A_SHARD, "#x": A_EXPIRES}
+    values: Dict[str, Dict[str, str]] = {":ls": {"N": str(shard)}, ":now": {"N": repr(now)}}
+    key_condition = "#ls = :ls"
+    if after is not None:
+        key_condition += " AND #u <= :after"
+        names["#u"] = A_UPDATED
+        values[":after"] = {"N": repr(after[0])}
+    filters = "(attribute_not_exists(#x) OR #x > :now)"
+    if prefix is not None:
+        filters += " AND begins_with(#pk, :prefix)"
+        names["#pk"] = PK
+        values[":prefix"] = {"S": prefix}
+    request: Dict[str, Any] = {
+        "TableName": client.table_name,
+        "IndexName": index,
+        "KeyConditionExpression": key_condition,
+        "FilterExpression": filters,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": False,
+        "Limit": min(max(limit, 25), 1000),
+    }
+    rows: List[HeadRow] = []
+    try:
+        for page in _pages(client, "query", request, expect=("ValidationException",)):
+            rows += [row for row in map(head_row, page.get("Items", [])) if after is None or (row[0], row[1]) < after]
+            last = page.get("LastEvaluatedKey")
+            if last and len(rows) >= limit:
+                rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
+                if float(last[A_UPDATED]["N"]) < rows[limit - 1][0]:
+                    return rows  # everything further down the index is older than what we keep
+    except ClientError as exc:
+        raise ConfigurationError(
+            f"cannot query index {index!r} of DynamoDB table {client.table_name!r} "
+            f"({exc.response.get('Error', {}).get('Message')}); create it (see the docs) or pass "
+            "list_index=None to scan the table"
+        ) from exc
+    return rows
+
+
+def scan_heads(client: DynamoDbClient, prefix: Optional[str], now: float, expired: bool) -> List[HeadRow]:
+    """Scan the whole table for head items (O(table)); live ones, or with ``expired`` the expired ones."""
+    names = {"#pk": PK, "#sk": SK, "#v": A_VERSION, "#n": A_COUNT, "#u": A_UPDATED, "#x": A_EXPIRES}
+    values: Dict[str, Dict[str, str]] = {":head": {"S": HEAD_SK}, ":now": {"N": repr(now)}}
+    filters = "#sk = :head AND " + ("#x <= :now" if expired else "(attribute_not_exists(#x) OR #x > :now)")
+    if prefix is not None:
+        filters += " AND begins_with(#pk, :prefix)"
+        values[":prefix"] = {"S": prefix}
+    request: Dict[str, Any] = {
+        "TableName": client.table_name,
+        "FilterExpression": filters,
+        "ProjectionExpression": "#pk, #v, #n, #u, #x",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ConsistentRead": True,
+    }
+    return [head_row(item) for page in _pages(client, "scan", request) for item in page.get("Items", [])]
