@@ -9,12 +9,18 @@ never disagree with what ``from_url`` accepts.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any, Dict, List
 
 from agents_persist import registry
 
 GENERATED = Path(__file__).parent / "_generated"
+
+
+def _text(help_text: str) -> str:
+    """Plain help text as reStructuredText: a word ending in ``_`` would read as a link."""
+    return re.sub(r"(\w)_(?=\W|$)", r"\1\\_", help_text)
 
 
 def _table(header: List[str], rows: List[List[str]]) -> str:
@@ -51,7 +57,7 @@ def write_tables(app: Any = None) -> None:
                 f"``{o.name}``" + (" (also " + ", ".join(f"``{a}``" for a in o.aliases) + ")" if o.aliases else ""),
                 o.kind.what,
                 f"``{o.default!r}``",
-                o.help or "",
+                _text(o.help or ""),
             ]
             for o in options
         ]
