@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from contextlib import contextmanager
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Type, TypeVar
 
@@ -27,9 +28,16 @@ from .runtime import forking
 from .runtime.locks import LockRegistry
 from .store import Store
 
-__all__ = ["Checkpointer", "UpdateFn"]
+__all__ = ["Checkpointer", "UpdateFn", "store_attribute"]
 
 T = TypeVar("T", bound="Checkpointer")
+
+
+def store_attribute(path: str, doc: str) -> Any:
+    """A read-only property of a backend's public class showing ``self.store.<path>`` (a configured value)."""
+    get = attrgetter(path)
+    return property(lambda self: get(self.store), doc=doc)
+
 UpdateFn = Callable[[AgentStateSnapshot], Optional[AgentStateSnapshot]]
 
 

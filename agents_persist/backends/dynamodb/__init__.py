@@ -17,12 +17,11 @@ translation of its errors.
 
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import Any, Dict, Optional
 from urllib.parse import unquote, urlsplit
 
 from ... import options
-from ...checkpointer import Checkpointer
+from ...checkpointer import Checkpointer, store_attribute
 from ...errors import ConfigurationError
 from ...registry import Backend
 from ...urls import redact_url
@@ -97,12 +96,6 @@ URL_PART_OPTIONS = ("table_name", "region_name", "aws_access_key_id", "aws_secre
 QUERY_OPTIONS = tuple(option for option in OPTIONS if option.name not in URL_PART_OPTIONS)
 _TIMEOUTS = ("connect_timeout", "read_timeout")
 _SESSION_ARGS = ("region_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "profile_name")
-
-
-def _from_store(path: str, doc: str) -> Any:
-    """A read-only property showing ``self.store.<path>``."""
-    get = attrgetter(path)
-    return property(lambda self: get(self.store), doc=doc)
 
 
 class DynamoDbCheckpointer(Checkpointer):
@@ -183,17 +176,17 @@ class DynamoDbCheckpointer(Checkpointer):
 
     store: DynamoDbStore
 
-    table_name = _from_store("table_name", "The table.")
-    region_name = _from_store("client.region_name", "The AWS region (None until boto3 chose its default).")
-    endpoint_url = _from_store("client.endpoint_url", "The endpoint, if not AWS's.")
-    ttl_attribute = _from_store("ttl_attribute", "The table's TTL attribute.")
-    list_index = _from_store("list_index", "The listing index, or None to scan.")
-    list_shards = _from_store("list_shards", "Index partitions the heads are spread over.")
-    max_connections = _from_store("client.max_connections", "Size of botocore's HTTP pool.")
-    connect_timeout = _from_store("client.connect_timeout", "Seconds to connect.")
-    read_timeout = _from_store("client.read_timeout", "Seconds to wait for each response.")
-    max_attempts = _from_store("client.max_attempts", "Attempts per request including the first.")
-    retry_mode = _from_store("client.retry_mode", "botocore's retry mode.")
+    table_name = store_attribute("table_name", "The table.")
+    region_name = store_attribute("client.region_name", "The AWS region (None until boto3 chose its default).")
+    endpoint_url = store_attribute("client.endpoint_url", "The endpoint, if not AWS's.")
+    ttl_attribute = store_attribute("ttl_attribute", "The table's TTL attribute.")
+    list_index = store_attribute("list_index", "The listing index, or None to scan.")
+    list_shards = store_attribute("list_shards", "Index partitions the heads are spread over.")
+    max_connections = store_attribute("client.max_connections", "Size of botocore's HTTP pool.")
+    connect_timeout = store_attribute("client.connect_timeout", "Seconds to connect.")
+    read_timeout = store_attribute("client.read_timeout", "Seconds to wait for each response.")
+    max_attempts = store_attribute("client.max_attempts", "Attempts per request including the first.")
+    retry_mode = store_attribute("client.retry_mode", "botocore's retry mode.")
 
     def __init__(
         self,

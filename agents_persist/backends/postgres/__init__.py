@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional, Type
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ... import options
-from ...checkpointer import Checkpointer
+from ...checkpointer import Checkpointer, store_attribute
 from ...errors import ConfigurationError
 from ...registry import Backend
 from ...urls import redact_url
@@ -76,10 +76,6 @@ def _store_class() -> "Type[PostgresStore]":
     from .store import PostgresStore
 
     return PostgresStore
-
-
-def _from_store(name: str, doc: str) -> Any:
-    return property(lambda self: getattr(self.store, name), doc=doc)
 
 
 class PostgresCheckpointer(Checkpointer):
@@ -172,13 +168,13 @@ class PostgresCheckpointer(Checkpointer):
         store = _store_class()(dsn, pool, **values)
         super().__init__(store, ttl=ttl, max_retries=max_retries)
 
-    schema = _from_store("schema", "Schema of the tables.")
-    table_name = _from_store("table_name", "Base name of the tables.")
-    min_connections = _from_store("min_connections", "Connections opened by setup() up front.")
-    max_connections = _from_store("max_connections", "Most connections open at once.")
-    timeout = _from_store("timeout", "Seconds to wait for a free pooled connection.")
-    connect_timeout = _from_store("connect_timeout", "Seconds libpq waits for a new connection.")
-    statement_timeout = _from_store("statement_timeout", "Seconds the server may spend on one statement (None: its own).")
+    schema = store_attribute("schema", "Schema of the tables.")
+    table_name = store_attribute("table_name", "Base name of the tables.")
+    min_connections = store_attribute("min_connections", "Connections opened by setup() up front.")
+    max_connections = store_attribute("max_connections", "Most connections open at once.")
+    timeout = store_attribute("timeout", "Seconds to wait for a free pooled connection.")
+    connect_timeout = store_attribute("connect_timeout", "Seconds libpq waits for a new connection.")
+    statement_timeout = store_attribute("statement_timeout", "Seconds the server may spend on one statement (None: its own).")
 
     @classmethod
     def from_url(cls, url: str, **given: Any) -> "PostgresCheckpointer":

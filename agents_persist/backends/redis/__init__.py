@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import urlencode, urlsplit
 
 from ... import options
-from ...checkpointer import Checkpointer
+from ...checkpointer import Checkpointer, store_attribute
 from ...errors import ConfigurationError
 from ...registry import Backend
 from .client import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, RedisConnection
@@ -224,30 +224,17 @@ class RedisCheckpointer(Checkpointer):
         values, rest = options.resolve(OPTIONS, parts.query, given, backend="Redis", passthrough=_redis_py_option)
         return cls(parts._replace(query=urlencode(rest)).geturl(), **values)
 
-    @property
-    def key_prefix(self) -> str:
-        """Prepended to every key."""
-        return self.store.key_prefix
-
-    @property
-    def cluster(self) -> bool:
-        """True for Redis Cluster."""
-        return self.store.cluster
-
-    @property
-    def timeout(self) -> Optional[float]:
-        """Seconds to wait for a reply or a free connection (None with a given client)."""
-        return self.store.connection.timeout
-
-    @property
-    def connect_timeout(self) -> Optional[float]:
-        """Seconds to establish a connection (None with a given client)."""
-        return self.store.connection.connect_timeout
-
-    @property
-    def max_connections(self) -> Optional[int]:
-        """Most connections open at once, per node (None with a given client)."""
-        return self.store.connection.max_connections
+    key_prefix = store_attribute("key_prefix", "Prepended to every key.")
+    cluster = store_attribute("cluster", "True for Redis Cluster.")
+    timeout = store_attribute(
+        "connection.timeout", "Seconds to wait for a reply or a free connection (None with a given client)."
+    )
+    connect_timeout = store_attribute(
+        "connection.connect_timeout", "Seconds to establish a connection (None with a given client)."
+    )
+    max_connections = store_attribute(
+        "connection.max_connections", "Most connections open at once, per node (None with a given client)."
+    )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store.describe()}, ttl={self.ttl!r})"
