@@ -58,7 +58,13 @@ class ConnectionPool(Generic[C]):
         forking.register(self)
 
     def _after_fork_in_child(self) -> None:
-        """Forget the parent's connections without touching them (closing one would close the parent's socket)."""
+        """Forget the parent's connections without touching them.
+
+        Closing one would close the parent's socket (or, for SQLite, run
+        close-time work on a database the parent still uses); they are kept
+        referenced, never used, so that garbage collection never closes them either.
+        """
+        self._inherited: List[C] = [*getattr(self, "_inherited", []), *getattr(self, "_idle", [])]
         self._mutex = threading.Lock()
         self._slots = threading.BoundedSemaphore(self.max_size)
         self._idle: List[C] = []

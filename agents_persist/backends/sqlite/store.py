@@ -15,6 +15,7 @@ from ...planning import PlannedWrite, StoredThread, enforce_precondition, is_exp
 from ...resources import read_text, sql_statements
 from ...runtime.pool import ConnectionPool
 from ...store import Store
+from .gate import ForkGate
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]
 
@@ -40,6 +41,7 @@ class SqliteStore(Store):
         self.timeout = timeout
         self.synchronous = synchronous
         self.max_connections = max_connections
+        self._gate = ForkGate()
         self._pool: ConnectionPool[sqlite3.Connection] = ConnectionPool(
             self._connect,
             _close_quietly,
@@ -74,7 +76,7 @@ class SqliteStore(Store):
     @contextmanager
     def _transaction(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
         """One transaction on a pooled connection; SQLite errors become typed errors."""
-        with self._pool.connection() as conn:
+        with self._gate.passage(), self._pool.connection() as conn:
             try:
                 conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             except sqlite3.OperationalError as exc:
