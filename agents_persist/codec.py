@@ -162,13 +162,17 @@ def _split_format(blob: bytes, what: str, thread_id: Optional[str]) -> memoryvie
     return memoryview(blob)[1:]
 
 
+def _decode(blob: bytes, decoder: "msgspec.msgpack.Decoder[Any]", what: str, thread_id: Optional[str]) -> Any:
+    body = _split_format(blob, what, thread_id)
+    try:
+        return decoder.decode(body)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise CorruptSnapshotError(f"thread {thread_id!r}: {what} is corrupt: {exc}", thread_id=thread_id) from exc
+
+
 def decode_message(blob: bytes, thread_id: Optional[str] = None) -> AgentMessage:
     """Decode one stored message, raising :class:`CorruptSnapshotError` naming the thread."""
-    body = _split_format(blob, "a stored message", thread_id)
-    try:
-        return _message_decoder.decode(body)
-    except (msgspec.DecodeError, ValueError, TypeError) as exc:
-        raise CorruptSnapshotError(f"thread {thread_id!r}: a stored message is corrupt: {exc}", thread_id=thread_id) from exc
+    return cast(AgentMessage, _decode(blob, _message_decoder, "a stored message", thread_id))
 
 
 def decode_message_stream(data: bytes, count: int, thread_id: Optional[str] = None) -> List[AgentMessage]:
@@ -215,11 +219,7 @@ def decode_messages(blobs: Iterable[bytes], thread_id: Optional[str] = None) -> 
 
 def decode_head(blob: bytes, thread_id: Optional[str] = None) -> HeadRecord:
     """Decode a stored head, raising :class:`CorruptSnapshotError` naming the thread."""
-    body = _split_format(blob, "the stored head", thread_id)
-    try:
-        return _head_decoder.decode(body)
-    except (msgspec.DecodeError, ValueError, TypeError) as exc:
-        raise CorruptSnapshotError(f"thread {thread_id!r}: the stored head is corrupt: {exc}", thread_id=thread_id) from exc
+    return cast(HeadRecord, _decode(blob, _head_decoder, "the stored head", thread_id))
 
 
 def chain_digest(previous: bytes, blobs: Iterable[bytes]) -> bytes:
