@@ -303,3 +303,12 @@ def test_repr_of_checkpointers_has_no_password(tmp_path: Path) -> None:
         text = repr(cp)
         assert text.startswith("SqliteCheckpointer(") and "r.db" in text and "NORMAL" in text
         assert SECRET not in text
+
+
+def test_memory_url_takes_the_common_options_like_every_backend() -> None:
+    with from_url("memory://?ttl=5&max_retries=3") as cp:
+        assert (cp.ttl, cp.max_retries) == (5.0, 3)
+    with pytest.raises(ConfigurationError, match="unknown memory option 'bogus'"):
+        from_url("memory://?bogus=1")
+    with pytest.raises(ConfigurationError, match="memory option ttl must be a positive number of seconds"):
+        from_url("memory://?ttl=-1")
