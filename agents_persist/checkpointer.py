@@ -15,18 +15,18 @@ import time
 from contextlib import contextmanager
 from operator import attrgetter
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Type, TypeVar
+from typing import Any, Callable, Iterator, Optional, Sequence, Type, TypeVar
 
 from . import codec, options
-from .errors import CheckpointerClosedError, ConflictError, CorruptSnapshotError, SerializationError
+from .errors import CheckpointerClosedError, ConflictError, InvalidArgumentError, SerializationError
 from .ids import validate_thread_id
-from .models import AgentMessage, AgentStateSnapshot, ThreadInfo, ThreadPage, _Origin
+from .models import AgentMessage, AgentStateSnapshot, Provenance, ThreadInfo, ThreadPage
 from .paging import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, decode_cursor, encode_cursor
-from .planning import PrefixMismatch, StoredThread, is_expired, plan_write
-from .prefix_cache import PrefixCache
+from .planning import Expectation, is_expired
 from .runtime import forking
 from .runtime.locks import LockRegistry
 from .store import Store
+from .writer import Writer
 
 __all__ = ["Checkpointer", "UpdateFn", "store_attribute"]
 
@@ -38,6 +38,8 @@ def store_attribute(path: str, doc: str) -> Any:
     get = attrgetter(path)
     return property(lambda self: get(self.store), doc=doc)
 
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
 UpdateFn = Callable[[AgentStateSnapshot], Optional[AgentStateSnapshot]]
 
 
@@ -72,7 +74,7 @@ class Checkpointer:
         self.ttl: Optional[float] = common["ttl"]
         self.max_retries: int = common["max_retries"]
         self._locks = LockRegistry()
-        self._prefixes = PrefixCache()
+        self._writer = Writer(store, self.ttl)
         self._closed = False
         forking.register(store)
 
@@ -86,19 +88,22 @@ class Checkpointer:
         expected_version: Optional[int] = None,
         force: bool = False,
     ) -> int:
-        """Atomically replace the stored state of ``thread_id`` with ``state``.
+        """Atomically replace the stored state of ``thread_id`` with ``state``; never over a newer state unasked.
 
         Only messages appended since ``state`` was loaded or last saved are
-        written; if earlier messages changed, the whole log is rewritten.
+        written (when its earlier messages still encode to the stored bytes);
+        otherwise the whole log is rewritten.
 
         Args:
             thread_id: The conversation's ID.
             state: The snapshot to store. Afterwards it carries the new version.
             expected_version: Save only if the stored version is this one
                 (0: only if the thread does not exist). By default a snapshot
-                that was loaded from or saved to ``thread_id`` checks the
-                version it carries; a freshly built snapshot overwrites.
-            force: Overwrite whatever is stored, skipping the default check.
+                loaded from or saved to ``thread_id`` checks the version and
+                incarnation it carries, and any other snapshot (freshly
+                built, or from another thread) creates the thread: it raises
+                ``ConflictError`` if the thread exists.
+            force: Overwrite whatever is stored, skipping every check.
 
         Returns:
             The new stored version (1 for a new thread).
@@ -106,24 +111,70 @@ class Checkpointer:
         Raises:
             InvalidThreadIdError: Bad thread ID (before any I/O).
             SerializationError: ``state`` holds a non-JSON-like value; nothing written.
-            ConflictError: The stored version is not the expected one; nothing written.
+            ConflictError: The stored version is not the expected one, or the
+                thread was deleted and created again; nothing written.
             BackendUnavailableError: The store could not be reached in time.
         """
         validate_thread_id(thread_id)
         if expected_version is not None:
             if force:
-                raise ValueError("pass either expected_version or force=True, not both")
+                raise InvalidArgumentError("pass either expected_version or force=True, not both")
             if type(expected_version) is not int or expected_version < 0:
-                raise ValueError(f"expected_version must be an int >= 0, not {expected_version!r}")
-        head = codec.encode_head(state, thread_id)
+                raise InvalidArgumentError(f"expected_version must be an int >= 0, not {expected_version!r}")
+        if not isinstance(state, AgentStateSnapshot):
+            raise SerializationError(f"expected an AgentStateSnapshot, got {type(state).__name__}", thread_id=thread_id)
+        provenance = state.provenance if state.provenance is not None and state.provenance.thread_id == thread_id else None
+        if force:
+            expect = Expectation()
+        elif expected_version is not None:
+            known = provenance.generation if provenance is not None and provenance.version == expected_version else None
+            expect = Expectation(version=expected_version, generation=known)
+        elif provenance is not None:
+            expect = Expectation(version=provenance.version, generation=provenance.generation)
+        else:
+            expect = Expectation(version=0)
         with self._locks.hold(thread_id):
             self._check_open()
-            origin: Optional[_Origin] = state.__dict__.get("_origin")
-            if origin is not None and origin.thread_id != thread_id:
-                origin = None
-            if expected_version is None and not force and origin is not None:
-                expected_version = origin.version
-            return self._save_planned(thread_id, state, head, expected_version, origin)
+            return self._writer.save(thread_id, state, provenance, expect).version
+
+    def append(
+        self,
+        thread_id: str,
+        messages: Sequence[AgentMessage],
+        *,
+        expected_version: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> int:
+        """Add ``messages`` to the end of ``thread_id``'s log without loading it (or create the thread).
+
+        Writes only the new messages and the head's scalars, in one atomic
+        step of the store; the stored todos, interrupt and metadata stay as
+        they are. For workers that keep no state between requests.
+
+        Args:
+            expected_version: Append only if the stored version is this one
+                (0: only to a thread that does not exist yet); by default
+                appends to whatever is stored.
+            idempotency_key: A key naming this append; repeating the call
+                with the same key (for example after a
+                :class:`BackendUnavailableError` whose ``maybe_applied`` is
+                set) applies it once and returns the version it produced.
+
+        Returns:
+            The new stored version.
+        """
+        validate_thread_id(thread_id)
+        if expected_version is not None and (type(expected_version) is not int or expected_version < 0):
+            raise InvalidArgumentError(f"expected_version must be an int >= 0, not {expected_version!r}")
+        _check_key(idempotency_key)
+        if not isinstance(messages, (list, tuple)):
+            raise SerializationError(
+                f"messages must be a list of AgentMessage, not {type(messages).__name__}", thread_id=thread_id
+            )
+        expect = Expectation(version=expected_version, idempotency_key=idempotency_key, keep_head=True)
+        with self._locks.hold(thread_id):
+            self._check_open()
+            return self._writer.append(thread_id, list(messages), expect)
 
     def load(self, thread_id: str) -> Optional[AgentStateSnapshot]:
         """Return the stored snapshot of ``thread_id``, or None if there is none (or it expired).
@@ -134,19 +185,20 @@ class Checkpointer:
             BackendUnavailableError: The store could not be reached in time.
         """
         validate_thread_id(thread_id)
-        with self._locks.hold(thread_id):
-            self._check_open()
-            stored = self.store.read(thread_id)
-            if stored is None or is_expired(stored.expires_at):
-                return None
-            return self._decode(thread_id, stored)
+        self._check_open()
+        # No per-thread lock: every store's read is one atomic step, and a load
+        # never waits behind a transaction() held by another thread.
+        stored = self.store.read(thread_id)
+        if stored is None or is_expired(stored.expires_at):
+            return None
+        return self._writer.decode(thread_id, stored)
 
     def delete(self, thread_id: str) -> bool:
         """Remove everything stored for ``thread_id``; True if a live thread was deleted."""
         validate_thread_id(thread_id)
         with self._locks.hold(thread_id):
             self._check_open()
-            self._prefixes.forget(thread_id)
+            self._writer.prefixes.forget(thread_id)
             return self.store.delete(thread_id)
 
     def exists(self, thread_id: str) -> bool:
@@ -175,9 +227,8 @@ class Checkpointer:
             seen twice, as with any live listing.
         """
         if prefix is not None and type(prefix) is not str:
-            raise TypeError(f"prefix must be a str or None, not {type(prefix).__name__}")
-        if type(limit) is not int or not 1 <= limit <= MAX_LIST_LIMIT:
-            raise ValueError(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
+            raise InvalidArgumentError(f"prefix must be a str or None, not {type(prefix).__name__}")
+        _check_limit("limit", limit)
         after = decode_cursor(cursor) if cursor is not None else None
         self._check_open()
         found = self.store.list(prefix or None, limit + 1, after, time.time())
@@ -186,14 +237,25 @@ class Checkpointer:
         return ThreadPage(threads=threads, next_cursor=next_cursor)
 
     def iter_threads(self, prefix: Optional[str] = None, *, page_size: int = DEFAULT_LIST_LIMIT) -> Iterator[ThreadInfo]:
-        """Yield every stored thread (optionally under ``prefix``), following cursors."""
-        cursor: Optional[str] = None
+        """Yield every stored thread (optionally under ``prefix``) in thread-ID order, page by page.
+
+        Unlike paging :meth:`list_threads` (newest first, where a thread
+        saved meanwhile moves to the front), the walk goes by thread ID, which
+        saves do not change: every thread that exists for the whole walk is
+        yielded exactly once. Threads created or deleted during the walk may
+        or may not be seen.
+        """
+        if prefix is not None and type(prefix) is not str:
+            raise InvalidArgumentError(f"prefix must be a str or None, not {type(prefix).__name__}")
+        _check_limit("page_size", page_size)
+        after: Optional[str] = None
         while True:
-            page = self.list_threads(prefix, limit=page_size, cursor=cursor)
-            yield from page.threads
-            if page.next_cursor is None:
+            self._check_open()
+            page = self.store.scan(prefix or None, after, page_size, time.time())
+            yield from page
+            if len(page) < page_size:
                 return
-            cursor = page.next_cursor
+            after = page[-1].thread_id
 
     @contextmanager
     def transaction(self, thread_id: str) -> Iterator[AgentStateSnapshot]:
@@ -212,13 +274,22 @@ class Checkpointer:
             yield state
             self.save(thread_id, state)
 
-    def update(self, thread_id: str, fn: UpdateFn, *, max_retries: Optional[int] = None) -> AgentStateSnapshot:
+    def update(
+        self, thread_id: str, fn: UpdateFn, *, max_retries: Optional[int] = None, idempotency_key: Optional[str] = None
+    ) -> AgentStateSnapshot:
         """Read-modify-write ``thread_id`` with ``fn``, retrying on conflicts.
 
         ``fn`` receives the current snapshot (an empty one for a new thread)
         and either modifies it in place and returns None, or returns the
         snapshot to store. It may run more than once, so it should have no
-        side effects besides the snapshot.
+        side effects besides the snapshot. Each attempt commits only on top of
+        the very state (version and incarnation) ``fn`` saw.
+
+        Args:
+            idempotency_key: A key naming this update: if a call with the same
+                key already committed (for example one that raised
+                :class:`BackendUnavailableError` with ``maybe_applied`` set),
+                ``fn`` is not run again and the stored snapshot is returned.
 
         Returns:
             The snapshot as stored (carrying its new version).
@@ -227,23 +298,36 @@ class Checkpointer:
             ConflictError: Still conflicting after ``max_retries`` retries.
         """
         validate_thread_id(thread_id)
+        _check_key(idempotency_key)
         retries = self.max_retries if max_retries is None else max_retries
         attempt = 0
         while True:
             with self._locks.hold(thread_id):
                 state = self._load_or_new(thread_id)
-                loaded_version = state.version
+                provenance = state.provenance
+                assert provenance is not None
+                if idempotency_key is not None and any(key == idempotency_key for key, _ in provenance.applied):
+                    return state
                 result = fn(state)
                 if result is None:
                     result = state
                 elif not isinstance(result, AgentStateSnapshot):
-                    raise TypeError(f"update function returned {type(result).__name__}, not a snapshot or None")
+                    raise InvalidArgumentError(f"update function returned {type(result).__name__}, not a snapshot or None")
+                expect = Expectation(
+                    version=provenance.version, generation=provenance.generation, idempotency_key=idempotency_key
+                )
                 try:
-                    self.save(thread_id, result, expected_version=loaded_version)
-                    return result
+                    self._check_open()
+                    written = self._writer.save(thread_id, result, provenance, expect)
                 except ConflictError:
                     if attempt >= retries:
                         raise
+                else:
+                    if not written.duplicate:
+                        return result
+                    # A concurrent call with the same key committed first: return what it stored.
+                    stored = self.load(thread_id)
+                    return stored if stored is not None else self._load_or_new(thread_id)
             attempt += 1
             # Exponential backoff with full jitter, outside the lock.
             time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 10))))
@@ -291,50 +375,16 @@ class Checkpointer:
     def _load_or_new(self, thread_id: str) -> AgentStateSnapshot:
         state = self.load(thread_id)
         if state is None:
-            state = AgentStateSnapshot()
-            state.__dict__["_origin"] = _Origin(thread_id, 0, 0, codec.EMPTY_DIGEST, [])
+            # "Must not exist yet": saving it creates the thread, or conflicts.
+            state = AgentStateSnapshot(provenance=Provenance(thread_id, 0, 0, 0, codec.EMPTY_DIGEST))
         return state
 
-    def _decode(self, thread_id: str, stored: StoredThread) -> AgentStateSnapshot:
-        if isinstance(stored.messages, bytes):
-            messages = codec.decode_message_stream(stored.messages, stored.message_count, thread_id)
-        elif len(stored.messages) != stored.message_count:
-            raise CorruptSnapshotError(
-                f"thread {thread_id!r}: head lists {stored.message_count} messages but {len(stored.messages)} are stored",
-                thread_id=thread_id,
-            )
-        else:
-            messages = codec.decode_messages(stored.messages, thread_id)
-        head = codec.decode_head(stored.head, thread_id)
-        state = AgentStateSnapshot(
-            messages=messages, todos=head.todos, current_interrupt=head.current_interrupt, metadata=head.metadata
-        )
-        state.__dict__["_origin"] = _Origin(thread_id, stored.version, stored.message_count, stored.digest, list(messages))
-        self._prefixes.remember(thread_id, stored.message_count, stored.digest)
-        return state
 
-    def _save_planned(
-        self,
-        thread_id: str,
-        state: AgentStateSnapshot,
-        head: bytes,
-        expected_version: Optional[int],
-        origin: Optional[_Origin],
-    ) -> int:
-        messages: List[AgentMessage] = state.messages
-        if not isinstance(messages, list):
-            raise SerializationError("messages must be a list of AgentMessage", thread_id=thread_id)
-        now = time.time()
-        expires_at = now + self.ttl if self.ttl is not None else None
-        plan: Dict[str, Any] = dict(expected_version=expected_version, head=head, now=now, expires_at=expires_at)
-        write = plan_write(thread_id, messages, origin, self._prefixes.get(thread_id), **plan)
-        try:
-            version = self.store.write(thread_id, write)
-        except PrefixMismatch:
-            # Someone else changed the log since our baseline: rewrite it whole.
-            self._prefixes.forget(thread_id)
-            write = plan_write(thread_id, messages, None, None, **plan)
-            version = self.store.write(thread_id, write)
-        state.__dict__["_origin"] = _Origin(thread_id, version, write.message_count, write.digest, list(messages))
-        self._prefixes.remember(thread_id, write.message_count, write.digest)
-        return version
+def _check_limit(name: str, value: object) -> None:
+    if type(value) is not int or not 1 <= value <= MAX_LIST_LIMIT:
+        raise InvalidArgumentError(f"{name} must be an int from 1 to {MAX_LIST_LIMIT}, not {value!r}")
+
+
+def _check_key(key: object) -> None:
+    if key is not None and (type(key) is not str or not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH):
+        raise InvalidArgumentError(f"idempotency_key must be a non-empty str of at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters")

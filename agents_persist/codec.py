@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union, cast
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 import msgspec
 
@@ -114,6 +114,23 @@ def encode_message(message: AgentMessage, index: int = 0, thread_id: Optional[st
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(f"messages[{index}] cannot be encoded: {exc}", thread_id=thread_id) from exc
     return _loads_back(blob, _message_decoder, f"messages[{index}]", thread_id)
+
+
+def encode_stream(messages: Sequence[AgentMessage]) -> Optional[bytes]:
+    """The stored encoding of ``messages`` concatenated, unvalidated; None if one cannot be encoded.
+
+    Used only to compare with bytes already stored (equal bytes are valid by
+    construction); anything new goes through :func:`encode_messages`.
+    """
+    buffer = bytearray()
+    encode_into = _encoder.encode_into
+    try:
+        for message in messages:
+            buffer.append(FORMAT_VERSION)
+            encode_into(message, buffer, -1)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return bytes(buffer)
 
 
 def encode_messages(messages: Sequence[AgentMessage], start: int = 0, thread_id: Optional[str] = None) -> List[bytes]:
@@ -220,6 +237,26 @@ def decode_messages(blobs: Iterable[bytes], thread_id: Optional[str] = None) -> 
 def decode_head(blob: bytes, thread_id: Optional[str] = None) -> HeadRecord:
     """Decode a stored head, raising :class:`CorruptSnapshotError` naming the thread."""
     return cast(HeadRecord, _decode(blob, _head_decoder, "the stored head", thread_id))
+
+
+_applied_decoder = msgspec.msgpack.Decoder(Tuple[Tuple[str, int], ...])
+
+
+def encode_applied(applied: Sequence[Tuple[str, int]]) -> bytes:
+    """Encode a thread's recorded idempotency keys (key, version) for a store column or field."""
+    return _encoder.encode(applied)
+
+
+def decode_applied(blob: Optional[bytes], thread_id: Optional[str] = None) -> Tuple[Tuple[str, int], ...]:
+    """Decode recorded idempotency keys; an absent value is none recorded."""
+    if not blob:
+        return ()
+    try:
+        return _applied_decoder.decode(blob)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise CorruptSnapshotError(
+            f"thread {thread_id!r}: the stored idempotency keys are corrupt: {exc}", thread_id=thread_id
+        ) from exc
 
 
 def chain_digest(previous: bytes, blobs: Iterable[bytes]) -> bytes:

@@ -12,6 +12,7 @@ from typing import Optional
 
 __all__ = [
     "AgentsPersistError",
+    "InvalidArgumentError",
     "InvalidThreadIdError",
     "SerializationError",
     "SnapshotTooLargeError",
@@ -30,6 +31,10 @@ class AgentsPersistError(Exception):
     def __init__(self, message: str, *, thread_id: Optional[str] = None) -> None:
         super().__init__(message)
         self.thread_id = thread_id
+
+
+class InvalidArgumentError(AgentsPersistError, ValueError, TypeError):
+    """An argument or a model value is of the wrong type or out of range (a role, a status, a limit, a cursor)."""
 
 
 class InvalidThreadIdError(AgentsPersistError, ValueError):
@@ -69,7 +74,17 @@ class ConflictError(AgentsPersistError):
 
 
 class BackendUnavailableError(AgentsPersistError, ConnectionError):
-    """The storage server could not be reached or did not answer within the timeout."""
+    """The storage server could not be reached or did not answer within the timeout.
+
+    ``maybe_applied`` is True when the request may have reached the server
+    before the failure (a write whose reply was lost): the change may or may
+    not be stored. Retry ``update()``/``append()`` with the same
+    ``idempotency_key`` to apply it exactly once, or load to see.
+    """
+
+    def __init__(self, message: str, *, thread_id: Optional[str] = None, maybe_applied: bool = False) -> None:
+        super().__init__(message, thread_id=thread_id)
+        self.maybe_applied = maybe_applied
 
 
 class ConfigurationError(AgentsPersistError, ValueError):

@@ -28,6 +28,7 @@ __all__ = [
     "TodoItem",
     "HitlInterrupt",
     "AgentStateSnapshot",
+    "Provenance",
     "ThreadInfo",
     "ThreadPage",
 ]
@@ -174,44 +175,78 @@ class HitlInterrupt(msgspec.Struct, omit_defaults=True):
     created_at: datetime = msgspec.field(default_factory=_utcnow)
 
 
-class _Origin(msgspec.Struct, frozen=True):
-    """Where a snapshot came from: the stored state it was loaded at or last saved as.
+class Provenance(msgspec.Struct, frozen=True):
+    """Where a snapshot came from: the committed state it was loaded at or last saved as.
 
-    ``messages`` holds the very message objects that were stored, so that a
-    later save can tell, in C speed, which messages are new.
+    A declared (not hidden) part of :class:`AgentStateSnapshot`, so
+    ``copy.copy``, ``copy.deepcopy`` and ``msgspec.structs.replace`` keep it
+    and the copy's save is checked like the original's.
+
+    Attributes:
+        thread_id: The thread it belongs to; saved to another thread, a
+            snapshot counts as fresh.
+        version: The friendly version counter.
+        generation: Identifies one incarnation of the thread: a thread
+            deleted (or expired) and created again gets a new one, so a stale
+            snapshot can never be saved over its successor.
+        message_count, digest: The stored message prefix (count and chained digest).
+        messages: The message objects as stored, compared by identity first.
+        encoded: The stored encoding of those messages: a save appends only
+            when the snapshot's first messages still encode to these bytes.
+        applied: Idempotency keys the thread had recorded (and the version each produced).
     """
 
     thread_id: str
     version: int
+    generation: int
     message_count: int
     digest: bytes
-    messages: List[AgentMessage]
+    messages: Tuple["AgentMessage", ...] = ()
+    encoded: bytes = b""
+    applied: Tuple[Tuple[str, int], ...] = ()
 
 
-class AgentStateSnapshot(msgspec.Struct, dict=True):
+class AgentStateSnapshot(msgspec.Struct, eq=False):
     """The whole persisted state of one conversation thread.
 
-    A snapshot returned by ``load`` (or passed to ``save``) remembers the
-    stored :attr:`version` it corresponds to; saving it again checks that
-    version, so a concurrent newer save is never overwritten unnoticed.
+    A snapshot returned by ``load`` (or passed to ``save``) carries its
+    :attr:`provenance`: the stored version (and incarnation) it corresponds
+    to. Saving it again checks that, so a concurrent newer save, or a
+    deletion and re-creation of the thread, is never overwritten unnoticed.
+    A freshly built snapshot has no provenance: its save creates the thread
+    (``ConflictError`` if it exists) unless ``force=True``.
+
+    Two snapshots are equal when their four state fields are equal; where
+    they came from does not count.
     """
 
     messages: List[AgentMessage] = []
     todos: List[TodoItem] = []
     current_interrupt: Optional[HitlInterrupt] = None
     metadata: Dict[str, JsonValue] = {}
+    provenance: Optional[Provenance] = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AgentStateSnapshot):
+            return NotImplemented
+        return (self.messages, self.todos, self.current_interrupt, self.metadata) == (
+            other.messages,
+            other.todos,
+            other.current_interrupt,
+            other.metadata,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
     @property
     def version(self) -> Optional[int]:
         """The stored version this snapshot was loaded at or last saved as; None if never stored."""
-        origin: Optional[_Origin] = self.__dict__.get("_origin")
-        return None if origin is None else origin.version
+        return None if self.provenance is None else self.provenance.version
 
     @property
     def thread_id(self) -> Optional[str]:
         """The thread this snapshot was loaded from or last saved to; None if never stored."""
-        origin: Optional[_Origin] = self.__dict__.get("_origin")
-        return None if origin is None else origin.thread_id
+        return None if self.provenance is None else self.provenance.thread_id
 
     def to_openai_messages(self) -> List[Dict[str, Any]]:
         """Return the messages as OpenAI-style chat dicts."""

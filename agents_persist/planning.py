@@ -11,26 +11,51 @@ rule server-side, and all three are tested against one table of cases.
 from __future__ import annotations
 
 import enum
+import os
 import time
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import msgspec
 
 from . import codec
 from .errors import ConflictError
-from .models import AgentMessage, _Origin
+from .models import AgentMessage, Provenance
 
 __all__ = [
+    "Applied",
+    "MAX_APPLIED_KEYS",
+    "StoredHead",
+    "new_generation",
+    "record_applied",
     "StoredThread",
     "PlannedWrite",
+    "Written",
     "PrefixMismatch",
     "Decision",
     "precondition",
     "enforce_precondition",
     "conflict_error",
     "is_expired",
+    "Expectation",
     "plan_write",
 ]
+
+
+#: Idempotency keys a thread remembers (with the version each produced), newest last.
+MAX_APPLIED_KEYS = 32
+Applied = Tuple[Tuple[str, int], ...]
+
+
+def new_generation() -> int:
+    """A random, non-zero 63-bit generation for a thread being created."""
+    return int.from_bytes(os.urandom(8), "big") >> 1 or 1
+
+
+def record_applied(applied: Applied, key: Optional[str], version: int) -> Applied:
+    """``applied`` with ``key`` recorded as having produced ``version`` (bounded, oldest dropped)."""
+    if key is None:
+        return applied
+    return (*applied, (key, version))[-MAX_APPLIED_KEYS:]
 
 
 class PrefixMismatch(Exception):
@@ -55,23 +80,42 @@ class StoredThread(msgspec.Struct, frozen=True):
     digest: bytes
     updated_at: float
     expires_at: Optional[float] = None
+    generation: int = 0
+    applied: Applied = ()
+
+
+class StoredHead(msgspec.Struct, frozen=True):
+    """The scalars of a thread's head, read without its messages or head blob."""
+
+    version: int
+    message_count: int
+    digest: bytes
+    updated_at: float
+    expires_at: Optional[float] = None
+    generation: int = 0
+    applied: Applied = ()
 
 
 class PlannedWrite(msgspec.Struct, frozen=True):
     """One save, to be applied by a store as one atomic step.
 
-    1. The current version, count and digest are the stored ones, or
-       ``(0, 0, EMPTY_DIGEST)`` when the thread is missing or expired
-       (``expires_at <= updated_at`` of this write).
-    2. :func:`precondition` decides on them: on ``CONFLICT`` raise
-       :func:`conflict_error`, on ``PREFIX_MISMATCH`` raise
+    1. The current head is the stored one, or none when the thread is
+       missing or expired (``expires_at <= updated_at`` of this write); a
+       missing thread counts as version 0, count 0, ``EMPTY_DIGEST``.
+    2. :func:`precondition` decides on it. ``DUPLICATE``: return the version
+       the idempotency key produced, writing nothing. ``CONFLICT``: raise
+       :func:`conflict_error`; ``PREFIX_MISMATCH``: raise
        :class:`PrefixMismatch`, writing nothing either way. A store may also
        raise :class:`PrefixMismatch` for a valid append to ask for a full
        rewrite instead (for example to compact its layout).
     3. If ``append_from`` is None, replace the whole log by ``messages``;
        otherwise store ``messages`` at positions ``append_from, append_from + 1, ...``.
-    4. Store the head (``head``, ``message_count``, ``digest``,
-       ``updated_at``, ``expires_at``) with version = current + 1, and return it.
+    4. Store the head with version = current + 1: ``head`` (or, with
+       ``keep_head`` and a live thread, the stored head blob unchanged),
+       ``message_count``, ``digest``, ``updated_at``, ``expires_at``, the
+       generation (the stored one; ``new_generation`` if the thread was not
+       live) and the applied keys (:func:`record_applied` with
+       ``idempotency_key``). Return the new version.
     """
 
     expected_version: Optional[int]
@@ -83,11 +127,23 @@ class PlannedWrite(msgspec.Struct, frozen=True):
     head: bytes
     updated_at: float
     expires_at: Optional[float]
+    expected_generation: Optional[int] = None
+    new_generation: int = 1
+    keep_head: bool = False
+    idempotency_key: Optional[str] = None
 
     @property
     def first_seq(self) -> int:
         """Position of ``messages[0]`` in the log."""
         return self.append_from or 0
+
+
+class Written(NamedTuple):
+    """What a store reports after a write: the version stored, its generation, and whether it was a duplicate."""
+
+    version: int
+    generation: int
+    duplicate: bool = False
 
 
 class Decision(enum.Enum):
@@ -96,39 +152,61 @@ class Decision(enum.Enum):
     APPLY = "apply"
     CONFLICT = "conflict"
     PREFIX_MISMATCH = "prefix mismatch"
+    DUPLICATE = "duplicate"
 
 
-def precondition(write: PlannedWrite, version: int, message_count: int, digest: bytes) -> Decision:
-    """Decide whether ``write`` may be applied over the stored (live) ``version``, ``message_count`` and ``digest``.
+def precondition(
+    write: PlannedWrite, version: int, message_count: int, digest: bytes, generation: int = 0, applied: Applied = ()
+) -> Decision:
+    """Decide whether ``write`` may be applied over what is stored (live).
 
-    Pass ``(0, 0, codec.EMPTY_DIGEST)`` for a thread that is missing or expired.
-    The version check comes first: a stale writer is told of the conflict,
-    not asked to rewrite.
+    Pass ``(0, 0, codec.EMPTY_DIGEST)`` for a thread that is missing or
+    expired. In order: a write whose idempotency key is among ``applied``
+    was already applied (``DUPLICATE``); then the version check, which also
+    compares the generation when the write expects an existing thread of a
+    known incarnation (``CONFLICT``: a stale writer is told of the
+    conflict, not asked to rewrite); then the append's base prefix.
     """
-    if write.expected_version is not None and write.expected_version != version:
-        return Decision.CONFLICT
+    if write.idempotency_key is not None and any(key == write.idempotency_key for key, _ in applied):
+        return Decision.DUPLICATE
+    expected = write.expected_version
+    if expected is not None:
+        if expected != version:
+            return Decision.CONFLICT
+        if expected > 0 and write.expected_generation is not None and write.expected_generation != generation:
+            return Decision.CONFLICT
     if write.append_from is not None and (write.append_from, write.base_digest) != (message_count, bytes(digest)):
         return Decision.PREFIX_MISMATCH
     return Decision.APPLY
 
 
-def conflict_error(thread_id: str, expected: Optional[int], actual: int) -> ConflictError:
+def conflict_error(thread_id: str, expected: Optional[int], actual: int, *, recreated: bool = False) -> ConflictError:
     """The error a store raises when the compare-and-set fails."""
-    return ConflictError(
-        f"thread {thread_id!r} is at version {actual}, not the expected {expected}",
-        thread_id=thread_id,
-        expected_version=expected,
-        actual_version=actual,
-    )
+    if recreated:
+        message = f"thread {thread_id!r} was deleted and created again since version {expected} was read (now at {actual})"
+    else:
+        message = f"thread {thread_id!r} is at version {actual}, not the expected {expected}"
+    return ConflictError(message, thread_id=thread_id, expected_version=expected, actual_version=actual)
 
 
-def enforce_precondition(thread_id: str, write: PlannedWrite, version: int, message_count: int, digest: bytes) -> None:
-    """Raise what :func:`precondition` calls for: ``ConflictError`` or :class:`PrefixMismatch`."""
-    decision = precondition(write, version, message_count, digest)
+def enforce_precondition(
+    thread_id: str,
+    write: PlannedWrite,
+    version: int,
+    message_count: int,
+    digest: bytes,
+    generation: int = 0,
+    applied: Applied = (),
+) -> Optional[int]:
+    """Raise what :func:`precondition` calls for; return the already-applied version of a duplicate, else None."""
+    decision = precondition(write, version, message_count, digest, generation, applied)
+    if decision is Decision.DUPLICATE:
+        return next(v for key, v in applied if key == write.idempotency_key)
     if decision is Decision.CONFLICT:
-        raise conflict_error(thread_id, write.expected_version, version)
+        raise conflict_error(thread_id, write.expected_version, version, recreated=write.expected_version == version)
     if decision is Decision.PREFIX_MISMATCH:
         raise PrefixMismatch(thread_id)
+    return None
 
 
 def is_expired(expires_at: Optional[float], now: Optional[float] = None) -> bool:
@@ -136,29 +214,49 @@ def is_expired(expires_at: Optional[float], now: Optional[float] = None) -> bool
     return expires_at is not None and expires_at <= (time.time() if now is None else now)
 
 
+class Expectation(msgspec.Struct, frozen=True):
+    """What a write expects of the stored thread, and the bookkeeping it carries."""
+
+    version: Optional[int] = None
+    generation: Optional[int] = None
+    idempotency_key: Optional[str] = None
+    keep_head: bool = False
+
+
 def plan_write(
     thread_id: str,
     messages: Sequence[AgentMessage],
-    origin: Optional[_Origin],
+    provenance: Optional[Provenance],
     cached_prefix: Optional[Tuple[int, bytes]],
-    expected_version: Optional[int],
+    expect: Expectation,
     head: bytes,
     now: float,
     expires_at: Optional[float],
-) -> PlannedWrite:
+) -> Tuple[PlannedWrite, bytes]:
     """Decide between appending the new messages and rewriting the log.
 
-    ``origin`` is the stored state the snapshot was loaded at or last saved
-    as: if its messages are still the first ones (compared at C speed, the
-    very objects), only the rest is encoded. Otherwise everything is encoded,
-    and ``cached_prefix`` (count and digest this process last saw stored)
-    may still let the write be an append when the encoded prefix matches it.
+    The stored prefix is reused only when it is provably the same bytes:
+    ``provenance`` (the state the snapshot was loaded at or last saved as)
+    carries the stored encoding of its messages, and the snapshot's first
+    messages must encode to exactly those bytes, so an edit made in place,
+    or a replacement that is equal but not identical (``True`` for ``1``),
+    always rewrites. Without provenance, ``cached_prefix`` (count and digest
+    this process last saw stored) may still make the write an append, when
+    the encoded prefix digests to it; the store re-checks that atomically.
+
+    Returns the write and the stored encoding of all of ``messages`` after it
+    (the next provenance's ``encoded``).
     """
     total = len(messages)
     base_count: Optional[int] = None
     base_digest = codec.EMPTY_DIGEST
-    if origin is not None and total >= origin.message_count and messages[: origin.message_count] == origin.messages:
-        base_count, base_digest = origin.message_count, origin.digest
+    prefix_bytes = b""
+    if provenance is not None and provenance.message_count <= total:
+        count = provenance.message_count
+        stream = codec.encode_stream(messages[:count]) if count else b""
+        if stream == provenance.encoded:
+            base_count, base_digest, prefix_bytes = count, provenance.digest, stream
+    if base_count is not None:
         blobs = codec.encode_messages(messages[base_count:], base_count, thread_id)
         digest = codec.chain_digest(base_digest, blobs)
     else:
@@ -167,14 +265,13 @@ def plan_write(
             prefix_digest = codec.chain_digest(codec.EMPTY_DIGEST, blobs[: cached_prefix[0]])
             if prefix_digest == cached_prefix[1]:
                 base_count, base_digest = cached_prefix
-                digest = codec.chain_digest(prefix_digest, blobs[base_count:])
+                prefix_bytes = b"".join(blobs[:base_count])
                 blobs = blobs[base_count:]
-            else:
-                digest = codec.chain_digest(prefix_digest, blobs[cached_prefix[0] :])
+            digest = codec.chain_digest(prefix_digest, blobs if base_count is not None else blobs[cached_prefix[0] :])
         else:
             digest = codec.chain_digest(codec.EMPTY_DIGEST, blobs)
-    return PlannedWrite(
-        expected_version=expected_version,
+    write = PlannedWrite(
+        expected_version=expect.version,
         append_from=base_count,
         base_digest=base_digest,
         messages=blobs,
@@ -183,4 +280,9 @@ def plan_write(
         head=head,
         updated_at=now,
         expires_at=expires_at,
+        expected_generation=expect.generation,
+        new_generation=new_generation(),
+        keep_head=expect.keep_head,
+        idempotency_key=expect.idempotency_key,
     )
+    return write, prefix_bytes + b"".join(blobs)

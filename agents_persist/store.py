@@ -19,7 +19,7 @@ from typing import List, Optional
 
 from .models import ThreadInfo
 from .paging import Position
-from .planning import PlannedWrite, StoredThread
+from .planning import PlannedWrite, StoredHead, StoredThread, Written, is_expired
 
 __all__ = ["Store"]
 
@@ -35,11 +35,20 @@ class Store(ABC):
         """Head and messages of one committed version, or None if missing (an expired one may be returned)."""
 
     @abstractmethod
-    def write(self, thread_id: str, write: PlannedWrite) -> int:
-        """Check the precondition and apply ``write`` atomically; return the new version.
+    def read_head(self, thread_id: str) -> Optional[StoredHead]:
+        """The head's scalars without messages or head blob, or None if missing (an expired one may be returned)."""
+
+    @abstractmethod
+    def write(self, thread_id: str, write: PlannedWrite) -> Written:
+        """Check the precondition and apply ``write`` atomically (see :class:`PlannedWrite`).
+
+        Returns:
+            The new version and the thread's generation; for a write whose
+            idempotency key was already applied, the version it produced then
+            and ``duplicate=True`` (nothing written).
 
         Raises:
-            ConflictError: The stored version is not ``write.expected_version``.
+            ConflictError: The stored version (or generation) is not the expected one.
             PrefixMismatch: An append's base prefix is not what is stored.
         """
 
@@ -47,14 +56,21 @@ class Store(ABC):
     def delete(self, thread_id: str) -> bool:
         """Remove all of the thread; True if it existed and had not expired."""
 
-    @abstractmethod
     def read_version(self, thread_id: str) -> int:
-        """The stored version, 0 if missing or expired."""
+        """The stored version, 0 if missing or expired (stores may answer it more cheaply)."""
+        head = self.read_head(thread_id)
+        return 0 if head is None or is_expired(head.expires_at) else head.version
 
     @abstractmethod
     def list(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
         """Up to ``limit`` unexpired threads ordered by ``(updated_at, thread_id)`` descending,
         strictly after ``after`` in that order, whose IDs start with ``prefix``."""
+
+    @abstractmethod
+    def scan(self, prefix: Optional[str], after: Optional[str], limit: int, now: float) -> List[ThreadInfo]:
+        """Up to ``limit`` unexpired threads in thread-ID order (ascending, by UTF-8 bytes), strictly
+        after the ID ``after``, whose IDs start with ``prefix``. Saves never move a thread in this
+        order, so paging through it sees every thread that exists for the whole walk exactly once."""
 
     @abstractmethod
     def purge(self, now: float) -> int:

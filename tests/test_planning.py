@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 
 from agents_persist import AgentMessage, ConflictError, codec
-from agents_persist.models import _Origin
-from agents_persist.planning import Decision, PrefixMismatch, enforce_precondition, plan_write, precondition
-from tests.contract.precondition_cases import CASES, PreconditionCase
+from agents_persist.models import Provenance
+from agents_persist.planning import (
+    Decision,
+    Expectation,
+    PrefixMismatch,
+    enforce_precondition,
+    plan_write,
+    precondition,
+)
+from tests.contract.precondition_cases import APPLIED_VERSION, CASES, PreconditionCase
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
@@ -18,7 +25,9 @@ def test_precondition_decides_each_case(case: PreconditionCase) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_enforce_precondition_raises_what_the_decision_says(case: PreconditionCase) -> None:
     if case.decision is Decision.APPLY:
-        enforce_precondition("t", case.write(), *case.scalars())
+        assert enforce_precondition("t", case.write(), *case.scalars()) is None
+    elif case.decision is Decision.DUPLICATE:
+        assert enforce_precondition("t", case.write(), *case.scalars()) == APPLIED_VERSION
     elif case.decision is Decision.CONFLICT:
         with pytest.raises(ConflictError) as info:
             enforce_precondition("t", case.write(), *case.scalars())
@@ -28,30 +37,56 @@ def test_enforce_precondition_raises_what_the_decision_says(case: PreconditionCa
             enforce_precondition("t", case.write(), *case.scalars())
 
 
-def test_plan_appends_only_messages_after_the_origin() -> None:
-    history = [AgentMessage.user(f"m{i}") for i in range(3)]
+def _provenance(history: list) -> Provenance:  # type: ignore[type-arg]
     blobs = codec.encode_messages(history)
     digest = codec.chain_digest(codec.EMPTY_DIGEST, blobs)
-    origin = _Origin("t", 2, 3, digest, list(history))
+    return Provenance("t", 2, 5, len(history), digest, tuple(history), b"".join(blobs))
+
+
+def _plan(messages: list, provenance: "Provenance | None", cached=None):  # type: ignore[no-untyped-def,type-arg]
+    return plan_write("t", messages, provenance, cached, Expectation(version=2, generation=5), b"h", 1.0, None)
+
+
+def test_plan_appends_only_messages_after_the_provenance() -> None:
+    history = [AgentMessage.user(f"m{i}") for i in range(3)]
+    provenance = _provenance(history)
     new = AgentMessage.assistant("new")
-    write = plan_write("t", [*history, new], origin, None, 2, b"h", 1.0, None)
-    assert (write.append_from, write.base_digest, write.message_count) == (3, digest, 4)
+    write, encoded = _plan([*history, new], provenance)
+    assert (write.append_from, write.base_digest, write.message_count) == (3, provenance.digest, 4)
+    assert (write.expected_version, write.expected_generation) == (2, 5)
     assert write.messages == codec.encode_messages([new], 3)
-    assert write.digest == codec.chain_digest(codec.EMPTY_DIGEST, [*blobs, *write.messages])
+    assert write.digest == codec.chain_digest(codec.EMPTY_DIGEST, codec.encode_messages([*history, new]))
+    assert encoded == b"".join(codec.encode_messages([*history, new]))
 
 
 def test_plan_rewrites_when_an_earlier_message_changed() -> None:
     history = [AgentMessage.user(f"m{i}") for i in range(3)]
-    digest = codec.chain_digest(codec.EMPTY_DIGEST, codec.encode_messages(history))
-    origin = _Origin("t", 2, 3, digest, list(history))
+    provenance = _provenance(history)
     edited = [history[0], AgentMessage.user("changed"), history[2]]
-    write = plan_write("t", edited, origin, (3, digest), 2, b"h", 1.0, None)
+    write, _ = _plan(edited, provenance, (3, provenance.digest))
     assert write.append_from is None and write.message_count == 3 and len(write.messages) == 3
+
+
+def test_plan_rewrites_an_equal_but_differently_encoded_replacement() -> None:
+    history = [AgentMessage.user("a", metadata={"score": 1})]
+    provenance = _provenance(history)
+    replaced = [history[0].replace(metadata={"score": True})]  # == says equal, the bytes differ
+    assert replaced == history
+    write, _ = _plan(replaced, provenance)
+    assert write.append_from is None and write.messages == codec.encode_messages(replaced)
+
+
+def test_plan_rewrites_after_an_in_place_edit_of_a_stored_message() -> None:
+    history = [AgentMessage.user("a", metadata={"approved": False})]
+    provenance = _provenance(history)
+    history[0].metadata["approved"] = True
+    write, _ = _plan(list(history), provenance)
+    assert write.append_from is None and write.messages == codec.encode_messages(history)
 
 
 def test_plan_uses_the_cached_prefix_for_a_fresh_snapshot_with_the_same_start() -> None:
     history = [AgentMessage.user(f"m{i}") for i in range(3)]
     digest = codec.chain_digest(codec.EMPTY_DIGEST, codec.encode_messages(history))
     copies = [AgentMessage.user(f"m{i}") for i in range(3)] + [AgentMessage.user("m3")]
-    write = plan_write("t", copies, None, (3, digest), None, b"h", 1.0, None)
+    write, _ = _plan(copies, None, (3, digest))
     assert (write.append_from, write.base_digest, len(write.messages)) == (3, digest, 1)

@@ -11,7 +11,7 @@ from ..checkpointer import Checkpointer
 from ..codec import EMPTY_DIGEST
 from ..models import ThreadInfo
 from ..paging import Position, thread_info
-from ..planning import PlannedWrite, StoredThread, enforce_precondition, is_expired
+from ..planning import Applied, PlannedWrite, StoredHead, StoredThread, Written, enforce_precondition, is_expired, record_applied
 from ..registry import Backend
 from ..store import Store
 
@@ -45,33 +45,42 @@ class InMemoryStore(Store):
         with self._mutex:
             return self._live(thread_id)
 
-    def read_version(self, thread_id: str) -> int:
+    def read_head(self, thread_id: str) -> Optional[StoredHead]:
         with self._mutex:
-            stored = self._live(thread_id)
-            return 0 if stored is None else stored.version
+            s = self._live(thread_id)
+        if s is None:
+            return None
+        return StoredHead(s.version, s.message_count, s.digest, s.updated_at, s.expires_at, s.generation, s.applied)
 
-    def write(self, thread_id: str, write: PlannedWrite) -> int:
+    def write(self, thread_id: str, write: PlannedWrite) -> Written:
         with self._mutex:
             current = self._live(thread_id, write.updated_at)
-            previous: List[bytes] = []
             if current is None:
-                enforce_precondition(thread_id, write, 0, 0, EMPTY_DIGEST)
-                version = 0
+                duplicate = enforce_precondition(thread_id, write, 0, 0, EMPTY_DIGEST)
+                version, generation, head, previous = 0, write.new_generation, write.head, []
+                applied: Applied = ()
             else:
-                enforce_precondition(thread_id, write, current.version, current.message_count, current.digest)
+                duplicate = enforce_precondition(
+                    thread_id, write, current.version, current.message_count, current.digest, current.generation, current.applied
+                )
                 assert isinstance(current.messages, list)  # this store always keeps one blob per message
-                version, previous = current.version, current.messages
+                version, generation, previous, applied = current.version, current.generation, current.messages, current.applied
+                head = current.head if write.keep_head else write.head
+            if duplicate is not None:
+                return Written(duplicate, generation, duplicate=True)
             log = list(write.messages) if write.append_from is None else previous + write.messages
             self._threads[thread_id] = StoredThread(
                 version=version + 1,
-                head=write.head,
+                head=head,
                 messages=log,
                 message_count=write.message_count,
                 digest=write.digest,
                 updated_at=write.updated_at,
                 expires_at=write.expires_at,
+                generation=generation,
+                applied=record_applied(applied, write.idempotency_key, version + 1),
             )
-            return version + 1
+            return Written(version + 1, generation)
 
     def delete(self, thread_id: str) -> bool:
         with self._mutex:
@@ -90,6 +99,18 @@ class InMemoryStore(Store):
             rows = [row for row in rows if (row[0], row[1]) < after]
         rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
         return [thread_info(tid, s.version, s.updated_at, s.message_count, s.expires_at) for _, tid, s in rows[:limit]]
+
+    def scan(self, prefix: Optional[str], after: Optional[str], limit: int, now: float) -> List[ThreadInfo]:
+        with self._mutex:
+            ids = sorted(
+                tid
+                for tid, stored in self._threads.items()
+                if not is_expired(stored.expires_at, now)
+                and (prefix is None or tid.startswith(prefix))
+                and (after is None or tid > after)
+            )[:limit]
+            rows = [(tid, self._threads[tid]) for tid in ids]
+        return [thread_info(tid, s.version, s.updated_at, s.message_count, s.expires_at) for tid, s in rows]
 
     def purge(self, now: float) -> int:
         with self._mutex:

@@ -20,13 +20,23 @@ from agents_persist.checkpointer import Checkpointer
 from agents_persist.codec import EMPTY_DIGEST
 from agents_persist.models import ThreadInfo
 from agents_persist.paging import Position, thread_info
-from agents_persist.planning import PlannedWrite, StoredThread, enforce_precondition, is_expired
+from agents_persist.planning import (
+    Applied,
+    PlannedWrite,
+    StoredHead,
+    StoredThread,
+    Written,
+    enforce_precondition,
+    is_expired,
+    record_applied,
+)
 from agents_persist.registry import Backend
 from agents_persist.store import Store
 
 BACKEND = Backend(name="kvstore", target="tests.kvstore:KvCheckpointer", schemes=("kv",), summary="Test-only key-value store.")
 
-Head = Tuple[int, int, bytes, bytes, float, Optional[float]]  # version, count, digest, head, updated_at, expires_at
+#: version, count, digest, head, updated_at, expires_at, generation, applied keys
+Head = Tuple[int, int, bytes, bytes, float, Optional[float], int, Applied]
 
 
 class KvStore(Store):
@@ -42,7 +52,8 @@ class KvStore(Store):
         raw = self._data.get(("h", thread_id))
         if raw is None:
             return None
-        head: Head = tuple(msgspec.msgpack.decode(raw))  # type: ignore[assignment]
+        v, n, d, h, u, e, g, applied = msgspec.msgpack.decode(raw)
+        head: Head = (v, n, d, h, u, e, g, tuple((key, version) for key, version in applied))
         return None if is_expired(head[5], now) else head
 
     def _drop(self, thread_id: str) -> None:
@@ -57,31 +68,48 @@ class KvStore(Store):
             if head is None:
                 return None
             messages = [self._data[("m", thread_id, seq)] for seq in range(head[1])]
-        return StoredThread(head[0], head[3], messages, head[1], head[2], head[4], head[5])
+        return StoredThread(head[0], head[3], messages, head[1], head[2], head[4], head[5], head[6], head[7])
 
-    def write(self, thread_id: str, write: PlannedWrite) -> int:
+    def read_head(self, thread_id: str) -> Optional[StoredHead]:
+        with self._mutex:
+            h = self._head(thread_id)
+        return None if h is None else StoredHead(h[0], h[1], h[2], h[4], h[5], h[6], h[7])
+
+    def write(self, thread_id: str, write: PlannedWrite) -> Written:
         with self._mutex:
             head = self._head(thread_id, write.updated_at)
-            version, count, digest = (head[0], head[1], head[2]) if head else (0, 0, EMPTY_DIGEST)
-            enforce_precondition(thread_id, write, version, count, digest)
+            if head is None:
+                duplicate = enforce_precondition(thread_id, write, 0, 0, EMPTY_DIGEST)
+                version, generation, blob, applied = 0, write.new_generation, write.head, ()
+            else:
+                duplicate = enforce_precondition(thread_id, write, head[0], head[1], head[2], head[6], head[7])
+                version, generation, applied = head[0], head[6], head[7]
+                blob = head[3] if write.keep_head else write.head
+            if duplicate is not None:
+                return Written(duplicate, generation, duplicate=True)
             if write.append_from is None or head is None:
                 self._drop(thread_id)
-            for i, blob in enumerate(write.messages):
-                self._data[("m", thread_id, write.first_seq + i)] = blob
-            record = [version + 1, write.message_count, write.digest, write.head, write.updated_at, write.expires_at]
+            for i, message in enumerate(write.messages):
+                self._data[("m", thread_id, write.first_seq + i)] = message
+            applied = record_applied(applied, write.idempotency_key, version + 1)
+            record = [
+                version + 1,
+                write.message_count,
+                write.digest,
+                blob,
+                write.updated_at,
+                write.expires_at,
+                generation,
+                applied,
+            ]
             self._data[("h", thread_id)] = msgspec.msgpack.encode(record)
-            return version + 1
+            return Written(version + 1, generation)
 
     def delete(self, thread_id: str) -> bool:
         with self._mutex:
             live = self._head(thread_id) is not None
             self._drop(thread_id)
             return live
-
-    def read_version(self, thread_id: str) -> int:
-        with self._mutex:
-            head = self._head(thread_id)
-            return head[0] if head else 0
 
     def list(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
         with self._mutex:
@@ -93,6 +121,13 @@ class KvStore(Store):
         )
         rows = [row for row in rows if after is None or (row[0], row[1]) < after]
         return [thread_info(tid, h[0], h[4], h[1], h[5]) for _, tid, h in rows[:limit]]
+
+    def scan(self, prefix: Optional[str], after: Optional[str], limit: int, now: float) -> List[ThreadInfo]:
+        return [
+            info
+            for info in sorted(self.list(prefix, 1 << 30, None, now), key=lambda i: i.thread_id)
+            if after is None or info.thread_id > after
+        ][:limit]
 
     def purge(self, now: float) -> int:
         with self._mutex:

@@ -5,23 +5,24 @@ from __future__ import annotations
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional
 
-from ...codec import EMPTY_DIGEST
+from ...codec import EMPTY_DIGEST, decode_applied, encode_applied
 from ...errors import BackendUnavailableError, ConfigurationError
 from ...models import ThreadInfo
 from ...paging import Position, thread_info
-from ...planning import PlannedWrite, StoredThread, enforce_precondition, is_expired
+from ...planning import Applied, PlannedWrite, StoredHead, StoredThread, Written, enforce_precondition, is_expired, record_applied
 from ...resources import read_text, sql_statements
 from ...runtime.pool import ConnectionPool
 from ...store import Store
 from .gate import ForkGate
 
-__all__ = ["SqliteStore", "SCHEMA_VERSION"]
+__all__ = ["SqliteStore", "SCHEMA_VERSION", "MIGRATIONS"]
 
-SCHEMA_VERSION = 1
-_SCHEMA = tuple(sql_statements(read_text(__package__, "schema.sql")))
-_HEAD_COLUMNS = "version, message_count, digest, head, updated_at, expires_at"
+#: Numbered migrations in sql/, applied in order; PRAGMA user_version counts those applied.
+MIGRATIONS = ("0001_schema.sql", "0002_generations_and_keys.sql")
+SCHEMA_VERSION = len(MIGRATIONS)
+_HEAD_COLUMNS = "version, message_count, digest, updated_at, expires_at, generation, applied"
 
 
 def _close_quietly(conn: sqlite3.Connection) -> None:
@@ -99,9 +100,10 @@ class SqliteStore(Store):
             raise ConfigurationError(
                 f"{self.path!r} has schema version {found}, newer than this agents_persist knows ({SCHEMA_VERSION})"
             )
-        if found < SCHEMA_VERSION:
-            for statement in _SCHEMA:
+        for number in range(found, SCHEMA_VERSION):
+            for statement in sql_statements(read_text(__package__, f"sql/{MIGRATIONS[number]}")):
                 conn.execute(statement)
+        if found < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -109,61 +111,83 @@ class SqliteStore(Store):
 
     # ------------------------------------------------------------------ primitives
 
-    def _head_row(self, conn: sqlite3.Connection, thread_id: str, now: float) -> Optional[Tuple[Any, ...]]:
+    def _head(self, conn: sqlite3.Connection, thread_id: str, now: Optional[float]) -> Optional[StoredHead]:
         row = conn.execute(f"SELECT {_HEAD_COLUMNS} FROM agents_persist_threads WHERE thread_id = ?", (thread_id,)).fetchone()
-        if row is None or is_expired(row[5], now):
+        if row is None or is_expired(row[4], now):
             return None
-        return tuple(row)
+        version, count, digest, updated_at, expires_at, generation, applied = row
+        return StoredHead(version, count, bytes(digest), updated_at, expires_at, generation, decode_applied(applied, thread_id))
+
+    def read_head(self, thread_id: str) -> Optional[StoredHead]:
+        with self._transaction() as conn:
+            return self._head(conn, thread_id, time.time())
 
     def read(self, thread_id: str) -> Optional[StoredThread]:
         with self._transaction() as conn:
-            row = self._head_row(conn, thread_id, time.time())
-            if row is None:
+            head = self._head(conn, thread_id, time.time())
+            if head is None:
                 return None
+            (blob,) = conn.execute("SELECT head FROM agents_persist_threads WHERE thread_id = ?", (thread_id,)).fetchone()
             messages = [
                 data
                 for (data,) in conn.execute(
                     "SELECT data FROM agents_persist_messages WHERE thread_id = ? ORDER BY seq", (thread_id,)
                 )
             ]
-        version, count, digest, head, updated_at, expires_at = row
-        return StoredThread(version, head, messages, count, digest, updated_at, expires_at)
+        h = head
+        return StoredThread(
+            h.version, blob, messages, h.message_count, h.digest, h.updated_at, h.expires_at, h.generation, h.applied
+        )
 
-    def read_version(self, thread_id: str) -> int:
-        with self._transaction() as conn:
-            row = self._head_row(conn, thread_id, time.time())
-        return 0 if row is None else int(row[0])
-
-    def write(self, thread_id: str, write: PlannedWrite) -> int:
+    def write(self, thread_id: str, write: PlannedWrite) -> Written:
         with self._transaction(immediate=True) as conn:
-            row = conn.execute(
-                "SELECT version, message_count, digest, expires_at FROM agents_persist_threads WHERE thread_id = ?",
-                (thread_id,),
-            ).fetchone()
-            live = row is not None and not is_expired(row[3], write.updated_at)
-            version, count, digest = (row[0], row[1], bytes(row[2])) if live else (0, 0, EMPTY_DIGEST)
-            enforce_precondition(thread_id, write, version, count, digest)
-            if write.append_from is None or (row is not None and not live):
+            stored = conn.execute("SELECT 1 FROM agents_persist_threads WHERE thread_id = ?", (thread_id,)).fetchone()
+            live = self._head(conn, thread_id, write.updated_at)
+            if live is None:
+                duplicate = enforce_precondition(thread_id, write, 0, 0, EMPTY_DIGEST)
+                version, generation = 0, write.new_generation
+                applied: Applied = ()
+            else:
+                duplicate = enforce_precondition(
+                    thread_id, write, live.version, live.message_count, live.digest, live.generation, live.applied
+                )
+                version, generation, applied = live.version, live.generation, live.applied
+            if duplicate is not None:
+                return Written(duplicate, generation, duplicate=True)
+            if write.append_from is None or (stored is not None and live is None):
                 conn.execute("DELETE FROM agents_persist_messages WHERE thread_id = ?", (thread_id,))
             conn.executemany(
                 "INSERT INTO agents_persist_messages (thread_id, seq, data) VALUES (?, ?, ?)",
                 [(thread_id, write.first_seq + i, blob) for i, blob in enumerate(write.messages)],
             )
+            keep_head = write.keep_head and live is not None
+            applied = record_applied(applied, write.idempotency_key, version + 1)
             conn.execute(
-                """INSERT INTO agents_persist_threads
-                       (thread_id, version, message_count, digest, head, updated_at, expires_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                f"""INSERT INTO agents_persist_threads
+                       (thread_id, version, message_count, digest, head, updated_at, expires_at, generation, applied)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (thread_id) DO UPDATE SET
                        version = excluded.version, message_count = excluded.message_count,
-                       digest = excluded.digest, head = excluded.head,
-                       updated_at = excluded.updated_at, expires_at = excluded.expires_at""",
-                (thread_id, version + 1, write.message_count, write.digest, write.head, write.updated_at, write.expires_at),
+                       digest = excluded.digest, {"" if keep_head else "head = excluded.head,"}
+                       updated_at = excluded.updated_at, expires_at = excluded.expires_at,
+                       generation = excluded.generation, applied = excluded.applied""",
+                (
+                    thread_id,
+                    version + 1,
+                    write.message_count,
+                    write.digest,
+                    write.head,
+                    write.updated_at,
+                    write.expires_at,
+                    generation,
+                    encode_applied(applied) if applied else None,
+                ),
             )
-        return version + 1
+        return Written(version + 1, generation)
 
     def delete(self, thread_id: str) -> bool:
         with self._transaction(immediate=True) as conn:
-            row = self._head_row(conn, thread_id, time.time())
+            row = self._head(conn, thread_id, time.time())
             conn.execute("DELETE FROM agents_persist_messages WHERE thread_id = ?", (thread_id,))
             conn.execute("DELETE FROM agents_persist_threads WHERE thread_id = ?", (thread_id,))
         return row is not None
@@ -183,6 +207,25 @@ class SqliteStore(Store):
                 f"""SELECT thread_id, version, updated_at, message_count, expires_at
                     FROM agents_persist_threads WHERE {" AND ".join(clauses)}
                     ORDER BY updated_at DESC, thread_id DESC LIMIT ?""",
+                params,
+            ).fetchall()
+        return [thread_info(*row) for row in rows]
+
+    def scan(self, prefix: Optional[str], after: Optional[str], limit: int, now: float) -> List[ThreadInfo]:
+        clauses = ["(expires_at IS NULL OR expires_at > ?)"]
+        params: List[Any] = [now]
+        if prefix is not None:
+            clauses.append("substr(thread_id, 1, ?) = ?")
+            params += [len(prefix), prefix]
+        if after is not None:
+            clauses.append("thread_id > ?")
+            params.append(after)
+        params.append(limit)
+        with self._transaction() as conn:
+            rows = conn.execute(
+                f"""SELECT thread_id, version, updated_at, message_count, expires_at
+                    FROM agents_persist_threads WHERE {" AND ".join(clauses)}
+                    ORDER BY thread_id LIMIT ?""",
                 params,
             ).fetchall()
         return [thread_info(*row) for row in rows]

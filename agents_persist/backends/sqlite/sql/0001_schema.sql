@@ -1,4 +1,4 @@
--- agents_persist SQLite schema, version 1 (PRAGMA user_version).
+-- agents_persist SQLite schema, migration 1 (PRAGMA user_version counts the migrations applied).
 -- One row per thread (its head) and one row per encoded message, keyed by (thread_id, seq).
 CREATE TABLE IF NOT EXISTS agents_persist_threads (
     thread_id TEXT PRIMARY KEY,

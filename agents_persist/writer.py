@@ -1,0 +1,149 @@
+"""The write path of a checkpointer: plan, write, retry as a rewrite, and keep provenance.
+
+:class:`Writer` turns a snapshot (or bare messages, for ``append``) into a
+:class:`~agents_persist.planning.PlannedWrite`, hands it to the store, and
+records what is stored now: the snapshot's new
+:class:`~agents_persist.models.Provenance` and this process's prefix hint.
+It also decodes what a store read into a snapshot that carries its provenance.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import List, Optional
+
+from . import codec
+from .errors import CorruptSnapshotError, SerializationError
+from .models import AgentMessage, AgentStateSnapshot, Provenance
+from .planning import (
+    Expectation,
+    PlannedWrite,
+    PrefixMismatch,
+    StoredThread,
+    Written,
+    is_expired,
+    new_generation,
+    plan_write,
+    record_applied,
+)
+from .prefix_cache import PrefixCache
+from .store import Store
+
+__all__ = ["Writer", "EMPTY_HEAD"]
+
+#: The head blob of a thread created by ``append`` (no todos, interrupt or metadata).
+EMPTY_HEAD = codec.encode_head(AgentStateSnapshot())
+
+
+class Writer:
+    """Plans and applies writes for one checkpointer (its store, its TTL, its prefix hints)."""
+
+    def __init__(self, store: Store, ttl: Optional[float]) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.prefixes = PrefixCache()
+
+    def _expiry(self, now: float) -> Optional[float]:
+        return now + self.ttl if self.ttl is not None else None
+
+    def save(self, thread_id: str, state: AgentStateSnapshot, provenance: Optional[Provenance], expect: Expectation) -> Written:
+        """Write ``state`` as ``expect`` says; afterwards ``state`` carries the new provenance."""
+        messages: List[AgentMessage] = state.messages
+        if not isinstance(messages, list):
+            raise SerializationError("messages must be a list of AgentMessage", thread_id=thread_id)
+        head = codec.encode_head(state, thread_id)
+        now = time.time()
+        args = (expect, head, now, self._expiry(now))
+        write, encoded = plan_write(thread_id, messages, provenance, self.prefixes.get(thread_id), *args)
+        try:
+            written = self.store.write(thread_id, write)
+        except PrefixMismatch:
+            # The log is not what we believed: rewrite it whole.
+            self.prefixes.forget(thread_id)
+            write, encoded = plan_write(thread_id, messages, None, None, *args)
+            written = self.store.write(thread_id, write)
+        if not written.duplicate:
+            applied = provenance.applied if provenance is not None and written.version > 1 else ()
+            state.provenance = Provenance(
+                thread_id,
+                written.version,
+                written.generation,
+                write.message_count,
+                write.digest,
+                tuple(messages),
+                encoded,
+                applied=record_applied(applied, write.idempotency_key, written.version),
+            )
+            self.prefixes.remember(thread_id, write.message_count, write.digest)
+        return written
+
+    def append(self, thread_id: str, messages: List[AgentMessage], expect: Expectation) -> int:
+        """Append ``messages`` after whatever the log holds, keeping the stored head; return the new version."""
+        blobs = codec.encode_messages(messages, 0, thread_id)
+        hint = self.prefixes.get(thread_id)
+        for _ in range(64):
+            if hint is None:
+                head = self.store.read_head(thread_id)
+                live = head is not None and not is_expired(head.expires_at)
+                hint = (head.message_count, head.digest) if head is not None and live else (0, codec.EMPTY_DIGEST)
+            count, base_digest = hint
+            now = time.time()
+            write = PlannedWrite(
+                expected_version=expect.version,
+                append_from=count,
+                base_digest=base_digest,
+                messages=blobs,
+                message_count=count + len(blobs),
+                digest=codec.chain_digest(base_digest, blobs),
+                head=EMPTY_HEAD,
+                updated_at=now,
+                expires_at=self._expiry(now),
+                new_generation=new_generation(),
+                keep_head=True,
+                idempotency_key=expect.idempotency_key,
+            )
+            try:
+                written = self.store.write(thread_id, write)
+            except PrefixMismatch:
+                self.prefixes.forget(thread_id)
+                hint = None
+                continue
+            if not written.duplicate:
+                self.prefixes.remember(thread_id, write.message_count, write.digest)
+            return written.version
+        raise CorruptSnapshotError(
+            f"thread {thread_id!r}: the stored log never matched its head while appending", thread_id=thread_id
+        )
+
+    def decode(self, thread_id: str, stored: StoredThread) -> AgentStateSnapshot:
+        """The snapshot ``stored`` holds, carrying its provenance."""
+        if isinstance(stored.messages, bytes):
+            encoded = stored.messages
+            messages = codec.decode_message_stream(encoded, stored.message_count, thread_id)
+        elif len(stored.messages) != stored.message_count:
+            raise CorruptSnapshotError(
+                f"thread {thread_id!r}: head lists {stored.message_count} messages but {len(stored.messages)} are stored",
+                thread_id=thread_id,
+            )
+        else:
+            messages = codec.decode_messages(stored.messages, thread_id)
+            encoded = b"".join(stored.messages)
+        head = codec.decode_head(stored.head, thread_id)
+        provenance = Provenance(
+            thread_id,
+            stored.version,
+            stored.generation,
+            stored.message_count,
+            stored.digest,
+            tuple(messages),
+            encoded,
+            applied=stored.applied,
+        )
+        self.prefixes.remember(thread_id, stored.message_count, stored.digest)
+        return AgentStateSnapshot(
+            messages=messages,
+            todos=head.todos,
+            current_interrupt=head.current_interrupt,
+            metadata=head.metadata,
+            provenance=provenance,
+        )
