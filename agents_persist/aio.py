@@ -1,29 +1,51 @@
 """AsyncCheckpointer: the checkpointer contract as coroutines for asyncio code.
 
-Each call runs the blocking checkpointer in a bounded thread pool through
-``loop.run_in_executor``, so the event loop never blocks, and the same
-checkpointer (and its per-thread-ID locks) can serve sync and async callers at
-once. Nothing is shared with the running loop, so it cannot deadlock when
-called from inside one.
+Each storage call runs the blocking checkpointer in a bounded thread pool
+through ``loop.run_in_executor``, so the event loop never blocks, and the same
+checkpointer can serve sync and async callers at once. The pool's threads
+only ever run store calls, which never wait for one another: a coroutine
+that holds a thread ID's lock (``transaction``) or runs an update function
+holds no pool thread, so callbacks into the adapter cannot deadlock it.
+
+Cancellation (``asyncio.wait_for`` timing out, a task cancelled): a call
+whose storage step had not started does nothing. A storage step already
+running in the pool cannot be stopped: it completes (or fails) in the
+background, so a cancelled ``save``, ``append`` or the last attempt of a
+cancelled ``update`` *may have been applied*. ``update`` runs its function
+on the event loop (``async def``) or in the loop's default executor (plain
+functions), between its load and its save, so cancelling it while the
+function runs (the common case: the function calls a model) never commits.
+To retry safely after a cancellation or a timeout, pass the same
+``idempotency_key`` to ``update``/``append``: it is applied once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, AsyncIterator, Callable, Optional, Type, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, Type, TypeVar, Union
 
-from .checkpointer import Checkpointer, UpdateFn
-from .errors import CheckpointerClosedError
-from .models import AgentStateSnapshot, ThreadInfo, ThreadPage
+from .checkpointer import Checkpointer, _already_applied, _check_key, _checked_result, backoff
+from .errors import CheckpointerClosedError, ConflictError, InvalidArgumentError
+from .ids import validate_thread_id
+from .models import AgentMessage, AgentStateSnapshot, ThreadInfo, ThreadPage
 
-__all__ = ["AsyncCheckpointer"]
+__all__ = ["AsyncCheckpointer", "AsyncUpdateFn"]
 
 R = TypeVar("R")
 DEFAULT_MAX_WORKERS = 8
+AsyncUpdateFn = Callable[[AgentStateSnapshot], Union[Optional[AgentStateSnapshot], Awaitable[Optional[AgentStateSnapshot]]]]
+
+
+def _pool_size(checkpointer: Checkpointer) -> int:
+    """As many workers as the backend has connections (each store call holds at most one)."""
+    size = getattr(checkpointer.store, "max_connections", None)
+    return size if isinstance(size, int) and size > 0 else DEFAULT_MAX_WORKERS
 
 
 class AsyncCheckpointer:
@@ -31,8 +53,10 @@ class AsyncCheckpointer:
 
     Args:
         checkpointer: The blocking checkpointer to run.
-        max_workers: Size of the private thread pool (ignored with ``executor``);
-            at most this many calls run at once, the rest queue.
+        max_workers: Size of the private thread pool (ignored with
+            ``executor``); by default the backend's ``max_connections``
+            (8 where it has none). At most this many calls run at once, the
+            rest queue.
         executor: Use this executor instead of a private one (not shut down
             by :meth:`close`).
         close_checkpointer: Whether :meth:`close` also closes ``checkpointer``.
@@ -42,23 +66,33 @@ class AsyncCheckpointer:
         self,
         checkpointer: Checkpointer,
         *,
-        max_workers: int = DEFAULT_MAX_WORKERS,
+        max_workers: Optional[int] = None,
         executor: Optional[ThreadPoolExecutor] = None,
         close_checkpointer: bool = True,
     ) -> None:
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
+        workers = _pool_size(checkpointer) if max_workers is None else max_workers
+        if type(workers) is not int or workers < 1:
+            raise InvalidArgumentError(f"max_workers must be an int >= 1, not {max_workers!r}")
         self.checkpointer = checkpointer
+        self.max_workers = workers
         self._own_executor = executor is None
-        self._executor = executor or ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agents_persist")
+        self._executor = executor or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agents_persist")
         self._close_checkpointer = close_checkpointer
         self._closed = False
+        self._locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = weakref.WeakValueDictionary()
 
     async def _run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         if self._closed:
             raise CheckpointerClosedError("AsyncCheckpointer is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def _lock(self, thread_id: str) -> asyncio.Lock:
+        """This adapter's lock of ``thread_id``: async callers of one thread take turns instead of conflicting."""
+        lock = self._locks.get(thread_id)
+        if lock is None:
+            lock = self._locks[thread_id] = asyncio.Lock()
+        return lock
 
     async def save(
         self,
@@ -70,6 +104,19 @@ class AsyncCheckpointer:
     ) -> int:
         """Async :meth:`Checkpointer.save`."""
         return await self._run(self.checkpointer.save, thread_id, state, expected_version=expected_version, force=force)
+
+    async def append(
+        self,
+        thread_id: str,
+        messages: Sequence[AgentMessage],
+        *,
+        expected_version: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> int:
+        """Async :meth:`Checkpointer.append`."""
+        return await self._run(
+            self.checkpointer.append, thread_id, messages, expected_version=expected_version, idempotency_key=idempotency_key
+        )
 
     async def load(self, thread_id: str) -> Optional[AgentStateSnapshot]:
         """Async :meth:`Checkpointer.load`."""
@@ -91,9 +138,49 @@ class AsyncCheckpointer:
         """Async :meth:`Checkpointer.list_threads`."""
         return await self._run(self.checkpointer.list_threads, prefix, limit=limit, cursor=cursor)
 
-    async def update(self, thread_id: str, fn: UpdateFn, *, max_retries: Optional[int] = None) -> AgentStateSnapshot:
-        """Async :meth:`Checkpointer.update`; ``fn`` is a plain function run in the pool."""
-        return await self._run(self.checkpointer.update, thread_id, fn, max_retries=max_retries)
+    async def update(
+        self,
+        thread_id: str,
+        fn: AsyncUpdateFn,
+        *,
+        max_retries: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> AgentStateSnapshot:
+        """Async :meth:`Checkpointer.update`; ``fn`` may be an ``async def`` function.
+
+        Load, ``fn`` and the compare-and-set save are separate steps: ``fn``
+        runs on the event loop (``async def``) or in the loop's default
+        executor, never in this adapter's pool, and only a save on top of the
+        very state ``fn`` saw commits. Async callers of one thread ID take
+        turns (no conflicts among them); other processes' saves make it
+        retry, with backoff, up to ``max_retries`` times.
+        """
+        thread_id = validate_thread_id(thread_id)
+        _check_key(idempotency_key)
+        retries = self.checkpointer.max_retries if max_retries is None else max_retries
+        attempt = 0
+        while True:
+            async with self._lock(thread_id):
+                state = await self._run(self.checkpointer._load_or_new, thread_id)
+                if _already_applied(state, idempotency_key):
+                    return state
+                result = _checked_result(await self._call(fn, state), state)
+                try:
+                    return await self._run(self.checkpointer._commit, thread_id, result, state.provenance, idempotency_key)
+                except ConflictError:
+                    if attempt >= retries:
+                        raise
+            attempt += 1
+            await asyncio.sleep(backoff(attempt))
+
+    @staticmethod
+    async def _call(fn: AsyncUpdateFn, state: AgentStateSnapshot) -> Optional[AgentStateSnapshot]:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(state)  # type: ignore[no-any-return]
+        result = await asyncio.get_running_loop().run_in_executor(None, fn, state)
+        if inspect.isawaitable(result):
+            return await result  # type: ignore[no-any-return]
+        return result
 
     async def purge_expired(self) -> int:
         """Async :meth:`Checkpointer.purge_expired`."""
@@ -101,27 +188,29 @@ class AsyncCheckpointer:
 
     async def iter_threads(self, prefix: Optional[str] = None, *, page_size: int = 100) -> AsyncIterator[ThreadInfo]:
         """Async :meth:`Checkpointer.iter_threads`: ``async for info in acp.iter_threads()``."""
-        cursor: Optional[str] = None
+        walk = self.checkpointer.iter_threads(prefix, page_size=page_size)
+        done = object()
         while True:
-            page = await self.list_threads(prefix, limit=page_size, cursor=cursor)
-            for info in page.threads:
-                yield info
-            if page.next_cursor is None:
+            info = await self._run(next, walk, done)
+            if info is done:
                 return
-            cursor = page.next_cursor
+            yield info  # type: ignore[misc]
 
     @asynccontextmanager
     async def transaction(self, thread_id: str) -> AsyncIterator[AgentStateSnapshot]:
-        """Load, let the block modify, save with the loaded version checked.
+        """Load, let the block modify, save with the loaded version (and incarnation) checked.
 
-        Unlike the blocking version no lock is held while the block runs (it
-        runs on the event loop, not in the pool), so a concurrent save of the
-        same thread makes the exit raise ``ConflictError``; use :meth:`update`
-        to retry automatically.
+        Async callers of this adapter on one thread ID take turns, so they
+        never conflict with each other; a save by another process (or a sync
+        caller) in between makes the exit raise ``ConflictError``, and the
+        block's changes are not written. Use :meth:`update` to retry
+        automatically. If the block raises, nothing is saved.
         """
-        state = await self._run(self.checkpointer._load_or_new, thread_id)
-        yield state
-        await self.save(thread_id, state)
+        thread_id = validate_thread_id(thread_id)
+        async with self._lock(thread_id):
+            state = await self._run(self.checkpointer._load_or_new, thread_id)
+            yield state
+            await self.save(thread_id, state)
 
     async def close(self) -> None:
         """Close the checkpointer (if owned) and shut the private pool down; idempotent."""

@@ -115,7 +115,7 @@ class Checkpointer:
                 thread was deleted and created again; nothing written.
             BackendUnavailableError: The store could not be reached in time.
         """
-        validate_thread_id(thread_id)
+        thread_id = validate_thread_id(thread_id)
         if expected_version is not None:
             if force:
                 raise InvalidArgumentError("pass either expected_version or force=True, not both")
@@ -163,7 +163,7 @@ class Checkpointer:
         Returns:
             The new stored version.
         """
-        validate_thread_id(thread_id)
+        thread_id = validate_thread_id(thread_id)
         if expected_version is not None and (type(expected_version) is not int or expected_version < 0):
             raise InvalidArgumentError(f"expected_version must be an int >= 0, not {expected_version!r}")
         _check_key(idempotency_key)
@@ -184,7 +184,7 @@ class Checkpointer:
             CorruptSnapshotError: The stored bytes cannot be decoded.
             BackendUnavailableError: The store could not be reached in time.
         """
-        validate_thread_id(thread_id)
+        thread_id = validate_thread_id(thread_id)
         self._check_open()
         # No per-thread lock: every store's read is one atomic step, and a load
         # never waits behind a transaction() held by another thread.
@@ -195,7 +195,7 @@ class Checkpointer:
 
     def delete(self, thread_id: str) -> bool:
         """Remove everything stored for ``thread_id``; True if a live thread was deleted."""
-        validate_thread_id(thread_id)
+        thread_id = validate_thread_id(thread_id)
         with self._locks.hold(thread_id):
             self._check_open()
             self._writer.prefixes.forget(thread_id)
@@ -207,7 +207,7 @@ class Checkpointer:
 
     def get_version(self, thread_id: str) -> int:
         """The stored version of ``thread_id`` without loading it; 0 if missing or expired."""
-        validate_thread_id(thread_id)
+        thread_id = validate_thread_id(thread_id)
         self._check_open()
         return self.store.read_version(thread_id)
 
@@ -268,7 +268,7 @@ class Checkpointer:
         run again, so use :meth:`update` where retries are wanted. If the
         block raises, nothing is saved.
         """
-        validate_thread_id(thread_id)
+        thread_id = validate_thread_id(thread_id)
         with self._locks.hold(thread_id):
             state = self._load_or_new(thread_id)
             yield state
@@ -297,40 +297,37 @@ class Checkpointer:
         Raises:
             ConflictError: Still conflicting after ``max_retries`` retries.
         """
-        validate_thread_id(thread_id)
+        thread_id = validate_thread_id(thread_id)
         _check_key(idempotency_key)
         retries = self.max_retries if max_retries is None else max_retries
         attempt = 0
         while True:
             with self._locks.hold(thread_id):
                 state = self._load_or_new(thread_id)
-                provenance = state.provenance
-                assert provenance is not None
-                if idempotency_key is not None and any(key == idempotency_key for key, _ in provenance.applied):
+                if _already_applied(state, idempotency_key):
                     return state
-                result = fn(state)
-                if result is None:
-                    result = state
-                elif not isinstance(result, AgentStateSnapshot):
-                    raise InvalidArgumentError(f"update function returned {type(result).__name__}, not a snapshot or None")
-                expect = Expectation(
-                    version=provenance.version, generation=provenance.generation, idempotency_key=idempotency_key
-                )
+                result = _checked_result(fn(state), state)
                 try:
-                    self._check_open()
-                    written = self._writer.save(thread_id, result, provenance, expect)
+                    return self._commit(thread_id, result, state.provenance, idempotency_key)
                 except ConflictError:
                     if attempt >= retries:
                         raise
-                else:
-                    if not written.duplicate:
-                        return result
-                    # A concurrent call with the same key committed first: return what it stored.
-                    stored = self.load(thread_id)
-                    return stored if stored is not None else self._load_or_new(thread_id)
             attempt += 1
-            # Exponential backoff with full jitter, outside the lock.
-            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 10))))
+            time.sleep(backoff(attempt))
+
+    def _commit(
+        self, thread_id: str, result: AgentStateSnapshot, provenance: Optional[Provenance], idempotency_key: Optional[str]
+    ) -> AgentStateSnapshot:
+        """One attempt of ``update``: save ``result`` only on top of the very state ``provenance`` names."""
+        assert provenance is not None
+        expect = Expectation(version=provenance.version, generation=provenance.generation, idempotency_key=idempotency_key)
+        with self._locks.hold(thread_id):
+            self._check_open()
+            written = self._writer.save(thread_id, result, provenance, expect)
+        if not written.duplicate:
+            return result
+        # A concurrent call with the same key committed first: return what it stored.
+        return self._load_or_new(thread_id)
 
     def purge_expired(self) -> int:
         """Delete expired threads now; return how many were removed.
@@ -378,6 +375,23 @@ class Checkpointer:
             # "Must not exist yet": saving it creates the thread, or conflicts.
             state = AgentStateSnapshot(provenance=Provenance(thread_id, 0, 0, 0, codec.EMPTY_DIGEST))
         return state
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt``: exponential with full jitter, at most 0.2."""
+    return random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 10)))
+
+
+def _already_applied(state: AgentStateSnapshot, key: Optional[str]) -> bool:
+    return key is not None and state.provenance is not None and any(k == key for k, _ in state.provenance.applied)
+
+
+def _checked_result(result: Optional[AgentStateSnapshot], state: AgentStateSnapshot) -> AgentStateSnapshot:
+    if result is None:
+        return state
+    if not isinstance(result, AgentStateSnapshot):
+        raise InvalidArgumentError(f"update function returned {type(result).__name__}, not a snapshot or None")
+    return result
 
 
 def _check_limit(name: str, value: object) -> None:

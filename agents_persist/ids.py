@@ -16,10 +16,13 @@ def validate_thread_id(thread_id: object) -> str:
     """Return ``thread_id`` if valid, else raise :class:`InvalidThreadIdError` (no I/O happens first).
 
     A valid ID is a non-empty ``str`` of at most 512 UTF-8 bytes without
-    control characters.
+    control characters. A ``str`` subclass (a ``StrEnum`` member) is
+    accepted and returned as the plain ``str`` of the same characters.
     """
     if type(thread_id) is not str:
-        raise InvalidThreadIdError(f"thread ID must be a str, not {type(thread_id).__name__}")
+        if not isinstance(thread_id, str):
+            raise InvalidThreadIdError(f"thread ID must be a str, not {type(thread_id).__name__}")
+        thread_id = thread_id[:]  # slicing a str subclass gives a plain str, whatever its __str__ says
     if not thread_id:
         raise InvalidThreadIdError("thread ID must not be empty")
     try:

@@ -17,7 +17,11 @@ class AgentStateMixin:
     ``current_interrupt``, ``state_metadata``) and a ``checkpointer``. The
     mixin keeps the snapshot it last loaded or saved, so repeated saves append
     only new messages and a concurrent save by another worker raises
-    ``ConflictError`` instead of being overwritten.
+    ``ConflictError`` instead of being overwritten. A ``load_state`` that
+    finds nothing resets the agent and remembers that the thread must not
+    exist yet: if another worker creates it first, ``save_state`` raises
+    ``ConflictError``. Saving under a thread ID the agent did not load
+    creates that thread (``ConflictError`` if it exists) unless ``force=True``.
 
     Example::
 
@@ -55,7 +59,7 @@ class AgentStateMixin:
         """Save the agent's state under ``thread_id``; return the new version."""
         snapshot: Optional[AgentStateSnapshot] = self.__dict__.get("_persisted_snapshot")
         if snapshot is None or snapshot.thread_id != thread_id:
-            snapshot = AgentStateSnapshot()
+            snapshot = AgentStateSnapshot()  # not loaded from this thread: a save creates it
         snapshot.messages = list(self.messages)
         snapshot.todos = list(self.todos)
         snapshot.current_interrupt = self.current_interrupt
@@ -65,13 +69,16 @@ class AgentStateMixin:
         return version
 
     def load_state(self, thread_id: str) -> bool:
-        """Replace the agent's state by the one stored under ``thread_id``; False if none is stored."""
-        snapshot = self.checkpointer.load(thread_id)
-        if snapshot is None:
-            return False
+        """Replace the agent's state by the one stored under ``thread_id``; False if none is stored.
+
+        On False the agent's state is reset to empty (nothing of a previous
+        thread stays behind) and the next ``save_state(thread_id)`` creates
+        the thread, or raises ``ConflictError`` if someone created it meanwhile.
+        """
+        snapshot = self.checkpointer._load_or_new(thread_id)
         self.messages = list(snapshot.messages)
         self.todos = list(snapshot.todos)
         self.current_interrupt = snapshot.current_interrupt
         self.state_metadata = dict(snapshot.metadata)
         self.__dict__["_persisted_snapshot"] = snapshot
-        return True
+        return bool(snapshot.version)

@@ -19,6 +19,8 @@ from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple
 
 import msgspec
 
+from .errors import InvalidArgumentError
+
 __all__ = [
     "JsonValue",
     "Role",
@@ -75,11 +77,11 @@ class ToolCall(msgspec.Struct, frozen=True, omit_defaults=True):
             try:
                 arguments = json.loads(raw) if raw.strip() else {}
             except ValueError as exc:
-                raise ValueError(f"tool call {data.get('id')!r} has arguments that are not JSON") from exc
+                raise InvalidArgumentError(f"tool call {data.get('id')!r} has arguments that are not JSON") from exc
         else:
             arguments = raw
         if not isinstance(arguments, dict):
-            raise ValueError(f"tool call {data.get('id')!r} arguments must be a JSON object")
+            raise InvalidArgumentError(f"tool call {data.get('id')!r} arguments must be a JSON object")
         return cls(id=str(data.get("id", "")), name=str(function.get("name", "")), arguments=arguments)
 
 
@@ -100,7 +102,12 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True):
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
-            raise ValueError(f"message role must be one of {ROLES}, not {self.role!r}")
+            raise InvalidArgumentError(f"message role must be one of {ROLES}, not {self.role!r}")
+        for call in self.tool_calls:
+            if type(call) is not ToolCall:
+                raise InvalidArgumentError(
+                    f"tool_calls must hold ToolCall objects, not {type(call).__name__} (ToolCall.from_openai converts OpenAI dicts)"
+                )
 
     @classmethod
     def user(cls, content: JsonValue, **fields: Any) -> "AgentMessage":
@@ -143,7 +150,7 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     def from_openai(cls, data: Mapping[str, Any]) -> "AgentMessage":
         """Build a message from an OpenAI-style chat dict."""
         if "role" not in data:
-            raise ValueError("an OpenAI chat message needs a 'role'")
+            raise InvalidArgumentError("an OpenAI chat message needs a 'role'")
         return cls(
             role=data["role"],
             content=data.get("content", ""),
@@ -162,7 +169,7 @@ class TodoItem(msgspec.Struct, omit_defaults=True):
 
     def __post_init__(self) -> None:
         if self.status not in TODO_STATUSES:
-            raise ValueError(f"todo status must be one of {TODO_STATUSES}, not {self.status!r}")
+            raise InvalidArgumentError(f"todo status must be one of {TODO_STATUSES}, not {self.status!r}")
 
 
 class HitlInterrupt(msgspec.Struct, omit_defaults=True):

@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 
 import msgspec
 
+from .errors import InvalidArgumentError
 from .ids import validate_thread_id
 from .models import ThreadInfo
 
@@ -38,7 +39,7 @@ def decode_cursor(cursor: str) -> Position:
         updated_at, thread_id = msgspec.msgpack.decode(base64.urlsafe_b64decode(cursor.encode("ascii")))
         return float(updated_at), validate_thread_id(thread_id)
     except Exception:
-        raise ValueError(f"invalid list_threads cursor {cursor!r}") from None
+        raise InvalidArgumentError(f"invalid list_threads cursor {cursor!r}") from None
 
 
 def _to_datetime(timestamp: Optional[float]) -> Optional[datetime]:

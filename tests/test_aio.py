@@ -183,7 +183,7 @@ def test_async_transaction_conflicts_with_a_save_in_between(cp: Checkpointer) ->
                 async with acp.transaction("tx") as state:
                     state.metadata["who"] = "transaction"
                     # another worker saves the same thread meanwhile
-                    await acp.save("tx", AgentStateSnapshot(metadata={"who": "concurrent"}))
+                    await acp.save("tx", AgentStateSnapshot(metadata={"who": "concurrent"}), force=True)
             assert info.value.thread_id == "tx"
             assert (info.value.expected_version, info.value.actual_version) == (1, 2)
 
@@ -236,8 +236,9 @@ def test_calls_run_in_the_private_pool_bounded_by_max_workers(cp: Checkpointer) 
     peak = 0
     names: List[str] = []
     mutex = threading.Lock()
+    read = cp.store.read
 
-    def work(state: AgentStateSnapshot) -> None:
+    def slow_read(thread_id: str):  # type: ignore[no-untyped-def]
         nonlocal running, peak
         with mutex:
             running += 1
@@ -246,14 +247,23 @@ def test_calls_run_in_the_private_pool_bounded_by_max_workers(cp: Checkpointer) 
         time.sleep(0.05)
         with mutex:
             running -= 1
+        return read(thread_id)
+
+    cp.store.read = slow_read  # type: ignore[method-assign]
 
     async def main() -> None:
         async with AsyncCheckpointer(cp, max_workers=2, close_checkpointer=False) as acp:
-            await asyncio.gather(*(acp.update(f"bounded-{i}", work) for i in range(6)))
+            await asyncio.gather(*(acp.load(f"bounded-{i}") for i in range(6)))
 
     asyncio.run(main())
     assert peak == 2
     assert all(name.startswith("agents_persist") for name in names)
+
+
+def test_the_pool_is_sized_from_the_backends_connections(tmp_path: Path) -> None:
+    with SqliteCheckpointer(tmp_path / "size.db", max_connections=3) as sqlite_cp:
+        assert AsyncCheckpointer(sqlite_cp, close_checkpointer=False).max_workers == 3
+    assert AsyncCheckpointer(InMemoryCheckpointer()).max_workers == 8
 
 
 def test_close_is_idempotent(cp: Checkpointer) -> None:

@@ -13,6 +13,7 @@ from agents_persist import AgentsPersistError, AsyncCheckpointer, Checkpointer, 
 #: Public methods of Checkpointer; each needs a twin on AsyncCheckpointer.
 PUBLIC_METHODS = [
     "save",
+    "append",
     "load",
     "delete",
     "exists",

@@ -230,7 +230,7 @@ def test_checkpointer_in_child_works_if_fork_happened_inside_its_prefix_cache(tm
     """Internal mutexes held by another parent thread at fork time must not deadlock the child."""
     with SqliteCheckpointer(tmp_path / "fork.db", synchronous="NORMAL") as cp:
         cp.save("t", AgentStateSnapshot(metadata={"n": 1}))
-        holder = Holder(cp._prefixes._mutex.acquire, cp._prefixes._mutex.release)
+        holder = Holder(cp._writer.prefixes._mutex.acquire, cp._writer.prefixes._mutex.release)
         try:
 
             def child() -> int:

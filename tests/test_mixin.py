@@ -83,12 +83,11 @@ def test_save_and_load_round_trip(cp: Checkpointer) -> None:
     assert stored is not None and stored.metadata == {"user": "ada", "n": [1, 2]}
 
 
-def test_load_state_of_unknown_thread_returns_false_and_changes_nothing(cp: Checkpointer) -> None:
+def test_load_state_of_unknown_thread_returns_false_and_resets_the_agent(cp: Checkpointer) -> None:
     agent = Agent(cp)
     fill(agent)
-    before = (list(agent.messages), list(agent.todos), agent.current_interrupt, dict(agent.state_metadata))
     assert agent.load_state("nobody") is False
-    assert (agent.messages, agent.todos, agent.current_interrupt, agent.state_metadata) == before
+    assert (agent.messages, agent.todos, agent.current_interrupt, agent.state_metadata) == ([], [], None, {})
     assert not cp.exists("nobody")
 
 
@@ -200,22 +199,52 @@ def test_reload_after_conflict_then_save_succeeds(cp: Checkpointer) -> None:
     assert stored is not None and [m.content for m in stored.messages] == ["a", "b"]
 
 
-def test_a_never_loaded_agent_overwrites(cp: Checkpointer) -> None:
+def test_a_never_loaded_agent_does_not_overwrite_unless_forced(cp: Checkpointer) -> None:
     old = Agent(cp)
     fill(old)
     old.save_state("t")
     fresh = Agent(cp)
     fresh.messages.append(AgentMessage.user("fresh start"))
-    assert fresh.save_state("t") == 2
+    with pytest.raises(ConflictError):
+        fresh.save_state("t")
+    assert fresh.save_state("t", force=True) == 2
     stored = cp.load("t")
     assert stored is not None and [m.content for m in stored.messages] == ["fresh start"]
     assert stored.todos == [] and stored.current_interrupt is None and stored.metadata == {}
 
 
-def test_saving_under_another_thread_id_does_not_check_the_first(cp: Checkpointer) -> None:
+def test_saving_under_another_thread_id_creates_it_without_checking_the_first(cp: Checkpointer) -> None:
     agent = Agent(cp)
     fill(agent)
     agent.save_state("a")
-    cp.save("b", cp.load("a") or pytest.fail("missing"))
-    assert agent.save_state("b") == 2  # a copy under a new ID: no check against "a"'s version
+    assert agent.save_state("b") == 1  # a new thread: no check against "a"'s version
     assert cp.get_version("a") == 1
+    with pytest.raises(ConflictError):  # "b" exists now, and the agent's snapshot is "b"'s...
+        agent.save_state("a")  # ... so saving to "a" again is a create, which conflicts
+
+
+def test_two_workers_starting_the_same_thread_do_not_overwrite_each_other(cp: Checkpointer) -> None:
+    """Hole 6: both see no thread, both start one; the second save must conflict (failed before Contract v2)."""
+    first, second = Agent(cp), Agent(cp)
+    assert not first.load_state("t") and not second.load_state("t")
+    first.messages.append(AgentMessage.system("first"))
+    second.messages.append(AgentMessage.system("second"))
+    assert first.save_state("t") == 1
+    with pytest.raises(ConflictError):
+        second.save_state("t")
+    stored = cp.load("t")
+    assert stored is not None and [m.content for m in stored.messages] == ["first"]
+
+
+def test_a_miss_resets_the_agent_and_never_writes_another_users_history(cp: Checkpointer) -> None:
+    """Hole 6: load_state(y) finding nothing must not leave x's messages in the agent (failed before Contract v2)."""
+    agent = Agent(cp)
+    fill(agent)
+    agent.save_state("user-x")
+    assert agent.load_state("user-x")
+    assert not agent.load_state("user-y")
+    assert agent.messages == [] and agent.todos == [] and agent.current_interrupt is None and agent.state_metadata == {}
+    agent.messages.append(AgentMessage.user("hello from y"))
+    assert agent.save_state("user-y") == 1
+    stored = cp.load("user-y")
+    assert stored is not None and [m.content for m in stored.messages] == ["hello from y"]

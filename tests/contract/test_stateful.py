@@ -159,8 +159,10 @@ def run_machine(checkpointer: Checkpointer, prefix: str, examples: int) -> None:
                 state.messages[index].metadata["edited"] = data.draw(json_scalars)
             else:
                 old = state.messages[index]
-                swapped = {True: 1, 1: True, 0.0: -0.0, 1.0: 1}
-                state.messages[index] = old.replace(metadata={"v": swapped.get(old.metadata.get("v"), 1.0)})
+                current = old.metadata.get("v")
+                # A value == the current one, of another type: True, 1 and 1.0 compare equal, their bytes do not.
+                other = next(x for x in (1, True, 1.0) if not (type(x) is type(current) and x == current))
+                state.messages[index] = old.replace(metadata={**old.metadata, "v": other})
             self.save_held(handle, force=data.draw(st.booleans()))
 
         @rule(handle=consumes(held), note=st.text(max_size=8))
