@@ -106,7 +106,8 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True):
         for call in self.tool_calls:
             if type(call) is not ToolCall:
                 raise InvalidArgumentError(
-                    f"tool_calls must hold ToolCall objects, not {type(call).__name__} (ToolCall.from_openai converts OpenAI dicts)"
+                    f"tool_calls must hold ToolCall objects, not {type(call).__name__}"
+                    " (ToolCall.from_openai converts OpenAI dicts)"
                 )
 
     @classmethod

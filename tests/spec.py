@@ -24,6 +24,8 @@ class ContractSpec:
     process_workload: Tuple[int, int, int] = (4, 4, 25)
     #: Examples of the hypothesis state machine (networked backends pay a round trip per step).
     state_machine_examples: int = 25
+    #: Seconds of the ABA soak (tests/contract/test_aba_soak.py).
+    soak_seconds: float = 30.0
 
 
 @dataclass

@@ -289,3 +289,98 @@ def test_calls_after_close_raise_checkpointer_closed_error(cp: Checkpointer) -> 
 def test_bad_max_workers() -> None:
     with pytest.raises(ValueError):
         AsyncCheckpointer(InMemoryCheckpointer(), max_workers=0)
+
+
+# ---------------------------------------------------------------------------------------------- Contract v2: hole 8
+
+
+def test_a_timed_out_update_retried_commits_once(cp: Checkpointer) -> None:
+    """Failed before Contract v2: the first attempt kept running in the pool and committed too."""
+    cp.save("retry", AgentStateSnapshot(metadata={"n": 0}))
+
+    async def main() -> None:
+        async with AsyncCheckpointer(cp, close_checkpointer=False) as acp:
+
+            async def slow_model_call(state: AgentStateSnapshot) -> None:
+                await asyncio.sleep(0.5)  # the model is slow
+                state.metadata["n"] += 1
+
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(acp.update("retry", slow_model_call), 0.1)
+
+            async def quick(state: AgentStateSnapshot) -> None:
+                state.metadata["n"] += 1
+
+            await acp.update("retry", quick)  # the caller retries
+            await asyncio.sleep(0.7)  # long enough for a stray first attempt to have committed
+
+    asyncio.run(main())
+    loaded = cp.load("retry")
+    assert loaded is not None and loaded.metadata == {"n": 1} and loaded.version == 2
+
+
+def test_a_retry_with_the_same_idempotency_key_applies_once(cp: Checkpointer) -> None:
+    async def main() -> None:
+        async with AsyncCheckpointer(cp, close_checkpointer=False) as acp:
+
+            def add(state: AgentStateSnapshot) -> None:
+                state.messages.append(AgentMessage.user("charged once"))
+
+            first = await acp.update("idem", add, idempotency_key="payment-42")
+            again = await acp.update("idem", add, idempotency_key="payment-42")
+            assert first.version == again.version == 1
+            assert await acp.append("idem", [AgentMessage.user("a")], idempotency_key="append-1") == 2
+            assert await acp.append("idem", [AgentMessage.user("a")], idempotency_key="append-1") == 2
+
+    asyncio.run(main())
+    loaded = cp.load("idem")
+    assert loaded is not None and [m.content for m in loaded.messages] == ["charged once", "a"]
+
+
+def test_a_sync_transaction_in_a_coroutine_does_not_deadlock_an_async_load(cp: Checkpointer) -> None:
+    """Failed before Contract v2: the load waited for the transaction's per-thread lock forever."""
+    cp.save("mixed", AgentStateSnapshot(metadata={"v": 1}))
+
+    async def main() -> None:
+        async with AsyncCheckpointer(cp, close_checkpointer=False) as acp:
+            with cp.transaction("mixed") as state:
+                loaded = await asyncio.wait_for(acp.load("mixed"), 5)
+                assert loaded is not None and loaded.metadata == {"v": 1}
+                state.metadata["v"] = 2
+
+    asyncio.run(main())
+    loaded = cp.load("mixed")
+    assert loaded is not None and loaded.metadata == {"v": 2}
+
+
+def test_update_functions_calling_back_into_a_full_adapter_do_not_deadlock(cp: Checkpointer) -> None:
+    """Failed before Contract v2: each update held a pool thread while its function awaited another call."""
+    cp.save("other", AgentStateSnapshot(metadata={"seen": "yes"}))
+
+    async def main() -> None:
+        async with AsyncCheckpointer(cp, max_workers=2, close_checkpointer=False) as acp:
+
+            async def fn(state: AgentStateSnapshot) -> None:
+                other = await acp.load("other")  # calls back into the adapter
+                assert other is not None
+                state.metadata["seen"] = other.metadata["seen"]
+
+            await asyncio.wait_for(asyncio.gather(*(acp.update(f"cb-{i}", fn) for i in range(6))), 20)
+
+    asyncio.run(main())
+    assert all((cp.load(f"cb-{i}") or AgentStateSnapshot()).metadata == {"seen": "yes"} for i in range(6))
+
+
+def test_hundred_concurrent_async_transactions_on_one_thread_all_commit(cp: Checkpointer) -> None:
+    async def main() -> None:
+        async with AsyncCheckpointer(cp, close_checkpointer=False) as acp:
+
+            async def request(i: int) -> None:
+                async with acp.transaction("busy") as state:
+                    state.messages.append(AgentMessage.user(f"request {i}"))
+
+            await asyncio.gather(*(request(i) for i in range(100)))
+
+    asyncio.run(main())
+    loaded = cp.load("busy")
+    assert loaded is not None and loaded.version == 100 and len(loaded.messages) == 100
