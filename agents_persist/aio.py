@@ -30,10 +30,11 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, Type, TypeVar, Union
 
-from .checkpointer import Checkpointer, _already_applied, _check_key, _checked_result, backoff
+from .checkpointer import Checkpointer, _already_applied, _check_key, _checked_result
 from .errors import CheckpointerClosedError, ConflictError, InvalidArgumentError
 from .ids import validate_thread_id
 from .models import AgentMessage, AgentStateSnapshot, ThreadInfo, ThreadPage
+from .planning import backoff
 
 __all__ = ["AsyncCheckpointer", "AsyncUpdateFn"]
 

@@ -10,7 +10,6 @@ built over only keeps bytes (:mod:`agents_persist.store`).
 
 from __future__ import annotations
 
-import random
 import time
 from contextlib import contextmanager
 from operator import attrgetter
@@ -22,7 +21,7 @@ from .errors import CheckpointerClosedError, ConflictError, InvalidArgumentError
 from .ids import validate_thread_id
 from .models import AgentMessage, AgentStateSnapshot, Provenance, ThreadInfo, ThreadPage
 from .paging import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, decode_cursor, encode_cursor
-from .planning import Expectation, is_expired
+from .planning import Expectation, backoff, is_expired
 from .runtime import forking
 from .runtime.locks import LockRegistry
 from .store import Store
@@ -174,7 +173,7 @@ class Checkpointer:
         expect = Expectation(version=expected_version, idempotency_key=idempotency_key, keep_head=True)
         with self._locks.hold(thread_id):
             self._check_open()
-            return self._writer.append(thread_id, list(messages), expect)
+            return self._writer.append(thread_id, list(messages), expect, self.max_retries)
 
     def load(self, thread_id: str) -> Optional[AgentStateSnapshot]:
         """Return the stored snapshot of ``thread_id``, or None if there is none (or it expired).
@@ -375,11 +374,6 @@ class Checkpointer:
             # "Must not exist yet": saving it creates the thread, or conflicts.
             state = AgentStateSnapshot(provenance=Provenance(thread_id, 0, 0, 0, codec.EMPTY_DIGEST))
         return state
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before retry ``attempt``: exponential with full jitter, at most 0.2."""
-    return random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 10)))
 
 
 def _already_applied(state: AgentStateSnapshot, key: Optional[str]) -> bool:

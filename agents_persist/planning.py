@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import os
+import random
 import time
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -207,6 +208,11 @@ def enforce_precondition(
     if decision is Decision.PREFIX_MISMATCH:
         raise PrefixMismatch(thread_id)
     return None
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` after a conflict: exponential with full jitter, at most 0.2."""
+    return random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 10)))
 
 
 def is_expired(expires_at: Optional[float], now: Optional[float] = None) -> bool:

@@ -13,7 +13,7 @@ import time
 from typing import List, Optional
 
 from . import codec
-from .errors import CorruptSnapshotError, SerializationError
+from .errors import ConflictError, CorruptSnapshotError, SerializationError
 from .models import AgentMessage, AgentStateSnapshot, Provenance
 from .planning import (
     Expectation,
@@ -21,6 +21,7 @@ from .planning import (
     PrefixMismatch,
     StoredThread,
     Written,
+    backoff,
     is_expired,
     new_generation,
     plan_write,
@@ -77,11 +78,19 @@ class Writer:
             self.prefixes.remember(thread_id, write.message_count, write.digest)
         return written
 
-    def append(self, thread_id: str, messages: List[AgentMessage], expect: Expectation) -> int:
-        """Append ``messages`` after whatever the log holds, keeping the stored head; return the new version."""
+    def append(self, thread_id: str, messages: List[AgentMessage], expect: Expectation, max_retries: int) -> int:
+        """Append ``messages`` after whatever the log holds, keeping the stored head; return the new version.
+
+        The write names the prefix it extends (count and digest, from this
+        process's hint or a fresh read of the head); when another writer got
+        there first, the store refuses it and the append tries again on the
+        new head, with backoff, up to ``max_retries`` times.
+        """
         blobs = codec.encode_messages(messages, 0, thread_id)
         hint = self.prefixes.get(thread_id)
-        for _ in range(64):
+        attempt = 0
+        while True:
+            fresh = hint is None
             if hint is None:
                 head = self.store.read_head(thread_id)
                 live = head is not None and not is_expired(head.expires_at)
@@ -107,13 +116,17 @@ class Writer:
             except PrefixMismatch:
                 self.prefixes.forget(thread_id)
                 hint = None
+                if fresh:  # another writer appended between our read and our write
+                    attempt += 1
+                    if attempt > max_retries:
+                        raise ConflictError(
+                            f"thread {thread_id!r}: other writers kept appending first ({attempt} attempts)", thread_id=thread_id
+                        ) from None
+                    time.sleep(backoff(attempt))
                 continue
             if not written.duplicate:
                 self.prefixes.remember(thread_id, write.message_count, write.digest)
             return written.version
-        raise CorruptSnapshotError(
-            f"thread {thread_id!r}: the stored log never matched its head while appending", thread_id=thread_id
-        )
 
     def decode(self, thread_id: str, stored: StoredThread) -> AgentStateSnapshot:
         """The snapshot ``stored`` holds, carrying its provenance."""
