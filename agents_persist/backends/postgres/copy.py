@@ -14,22 +14,25 @@ import struct
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from ...errors import CorruptSnapshotError
+from ...planning import Applied
 
-__all__ = ["LoadedHead", "pack_log", "parse_load"]
+__all__ = ["LoadedHead", "pack_log", "parse_load", "applied_keys", "encode_key"]
 
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _COPY_HEADER = struct.Struct(">11sii")
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
-#: Columns the load function returns: the head row fills the first six, each log row only ``data``.
-_LOAD_COLUMNS = 7
-#: A log row in the binary COPY stream: field count 7, six NULL fields (length -1), then data's length.
+#: Columns the load function returns: the head row fills all but the last, each log row only ``data``.
+_LOAD_COLUMNS = 10
+#: A log row in the binary COPY stream: the field count, nine NULL fields (length -1), then data's length.
 _LOG_ROW_PREFIX = _INT16.pack(_LOAD_COLUMNS) + _INT32.pack(-1) * (_LOAD_COLUMNS - 1)
 _LOG_ROW_HEADER = len(_LOG_ROW_PREFIX) + 4
+_ARRAY_HEADER = struct.Struct(">iiI")
+_ARRAY_DIMENSION = struct.Struct(">ii")
 
 
 class LoadedHead(NamedTuple):
-    """The head row of a load: the stored scalars and the encoded head."""
+    """The head row of a load: the stored scalars, the encoded head, the generation and the applied keys."""
 
     version: int
     message_count: int
@@ -37,6 +40,8 @@ class LoadedHead(NamedTuple):
     head: bytes
     updated_at: float
     expires_at: Optional[float]
+    generation: int
+    applied: Applied
 
 
 def pack_log(blobs: Sequence[bytes], first_seq: int, chunk_bytes: int) -> Tuple[List[int], List[int], List[bytes]]:
@@ -60,8 +65,49 @@ def pack_log(blobs: Sequence[bytes], first_seq: int, chunk_bytes: int) -> Tuple[
     return seqs, counts, chunks
 
 
+def encode_key(key: Optional[str]) -> Optional[bytes]:
+    """An idempotency key as stored in ``applied_keys`` (UTF-8; lone surrogates kept, as a str may hold them)."""
+    return None if key is None else key.encode("utf-8", "surrogatepass")
+
+
+def applied_keys(keys: Sequence[bytes], versions: Sequence[int]) -> Applied:
+    """The ``(key, version)`` pairs of the head's two array columns, oldest first."""
+    if len(keys) != len(versions):
+        raise ValueError("applied_keys and applied_versions differ in length")
+    return tuple((bytes(key).decode("utf-8", "surrogatepass"), int(version)) for key, version in zip(keys, versions))
+
+
+def _array_elements(value: bytes) -> List[bytes]:
+    """The elements of a one-dimensional array without NULLs, in the binary format."""
+    dimensions, _flags, _oid = _ARRAY_HEADER.unpack_from(value, 0)
+    if dimensions == 0:
+        return []
+    if dimensions != 1:
+        raise ValueError(f"array of {dimensions} dimensions")
+    size, _lower = _ARRAY_DIMENSION.unpack_from(value, _ARRAY_HEADER.size)
+    pos = _ARRAY_HEADER.size + _ARRAY_DIMENSION.size
+    elements: List[bytes] = []
+    for _ in range(size):
+        (length,) = _INT32.unpack_from(value, pos)
+        if length < 0 or pos + 4 + length > len(value):
+            raise ValueError("array element of bad length")
+        elements.append(value[pos + 4 : pos + 4 + length])
+        pos += 4 + length
+    return elements
+
+
+def _int(value: bytes) -> int:
+    return int.from_bytes(value, "big", signed=True)
+
+
+def _not_null(value: Optional[bytes]) -> bytes:
+    if value is None:
+        raise ValueError("head row has NULL columns")
+    return value
+
+
 def _parse_head(buf: bytes, view: memoryview, pos: int) -> Tuple[LoadedHead, int]:
-    """The head row's six values starting at ``pos`` (after its field count); returns the head and the next position."""
+    """The head row's values starting at ``pos`` (after its field count); returns the head and the next position."""
     values: List[Optional[bytes]] = []
     for _ in range(_LOAD_COLUMNS - 1):
         (length,) = _INT32.unpack_from(buf, pos)
@@ -74,16 +120,16 @@ def _parse_head(buf: bytes, view: memoryview, pos: int) -> Tuple[LoadedHead, int
     (length,) = _INT32.unpack_from(buf, pos)
     if length != -1:
         raise ValueError("head row has a log column")
-    version, count, digest, head, updated_at, expires_at = values
-    if version is None or count is None or digest is None or head is None or updated_at is None:
-        raise ValueError("head row has NULL columns")
+    version, count, digest, head, updated_at, expires_at, generation, keys, versions = values
     parsed = LoadedHead(
-        int.from_bytes(version, "big", signed=True),
-        int.from_bytes(count, "big", signed=True),
-        digest,
-        head,
-        struct.unpack(">d", updated_at)[0],
+        _int(_not_null(version)),
+        _int(_not_null(count)),
+        _not_null(digest),
+        _not_null(head),
+        struct.unpack(">d", _not_null(updated_at))[0],
         None if expires_at is None else struct.unpack(">d", expires_at)[0],
+        _int(_not_null(generation)),
+        applied_keys(_array_elements(_not_null(keys)), [_int(v) for v in _array_elements(_not_null(versions))]),
     )
     return parsed, pos + 4
 

@@ -56,6 +56,7 @@ class Migration(NamedTuple):
 #: Applied in order, each recorded in the migrations table; never renumber or edit a released one.
 MIGRATIONS: Tuple[Migration, ...] = (
     Migration(1, "thread heads, message log, save/load/delete/purge functions", "0001_threads_log_functions.sql"),
+    Migration(2, "generations and idempotency keys, save2/load2 functions", "0002_generations_and_keys.sql"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _NAME_MARK = "-- name:"
@@ -127,6 +128,8 @@ def object_names(schema: str, table: str) -> Dict[str, Any]:
         "migrations": qualified(f"{table}_migrations"),
         "save_fn": qualified(f"{table}_save"),
         "load_fn": qualified(f"{table}_load"),
+        "save2_fn": qualified(f"{table}_save2"),
+        "load2_fn": qualified(f"{table}_load2"),
         "delete_fn": qualified(f"{table}_delete"),
         "purge_fn": qualified(f"{table}_purge"),
         "threads_pkey": sql.Identifier(f"{table}_pkey"),

@@ -1,8 +1,9 @@
 """PostgresStore: a head row plus an append-only message log per thread, one round trip per primitive.
 
-A save is one call of the server-side save function (``sql/0001_*.sql``),
-which checks the precondition of :mod:`agents_persist.planning` and writes in
-one transaction; a load is one binary ``COPY`` (:mod:`.copy`).
+A save is one call of the server-side save function (``save2`` of
+``sql/0002_*.sql``), which checks the precondition of
+:mod:`agents_persist.planning` and writes in one transaction; a load is one
+binary ``COPY`` (:mod:`.copy`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any, Dict, Iterator, List, Optional
 from ...errors import ConfigurationError
 from ...models import ThreadInfo
 from ...paging import Position, thread_info
-from ...planning import PlannedWrite, PrefixMismatch, StoredThread, conflict_error
+from ...planning import MAX_APPLIED_KEYS, PlannedWrite, PrefixMismatch, StoredHead, StoredThread, Written, conflict_error
 from ...store import Store
 from . import schema as _schema
 from .connection import Connections
-from .copy import pack_log, parse_load
+from .copy import applied_keys, encode_key, pack_log, parse_load
 
 __all__ = ["PostgresStore", "CHUNK_BYTES", "MERGE_ROWS", "SEALED_TIER", "PURGE_BATCH"]
 
@@ -39,7 +40,7 @@ SEALED_TIER = 32767
 #: Expired threads deleted per transaction by ``purge``.
 PURGE_BATCH = 500
 #: What the save function's ``o_status`` means besides 0 (saved).
-_CONFLICT, _PREFIX_MISMATCH = 1, 2
+_CONFLICT, _PREFIX_MISMATCH, _DUPLICATE = 1, 2, 3
 
 
 class PostgresStore(Store):
@@ -162,8 +163,20 @@ class PostgresStore(Store):
         parsed = parse_load(out.getvalue(), thread_id)
         if parsed is None:
             return None
-        head, messages = parsed
-        return StoredThread(head.version, head.head, messages, head.message_count, head.digest, head.updated_at, head.expires_at)
+        h, messages = parsed
+        return StoredThread(
+            h.version, h.head, messages, h.message_count, h.digest, h.updated_at, h.expires_at, h.generation, h.applied
+        )
+
+    def read_head(self, thread_id: str) -> Optional[StoredHead]:
+        with self._cursor("read a thread's head") as cursor:
+            cursor.execute(self._query("head"), (thread_id, time.time()))
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        version, count, digest, updated_at, expires_at, generation, keys, versions = row
+        applied = applied_keys(keys, versions)
+        return StoredHead(int(version), int(count), bytes(digest), updated_at, expires_at, int(generation), applied)
 
     def read_version(self, thread_id: str) -> int:
         with self._cursor("read a version") as cursor:
@@ -171,12 +184,13 @@ class PostgresStore(Store):
             row = cursor.fetchone()
         return 0 if row is None else int(row[0])
 
-    def write(self, thread_id: str, write: PlannedWrite) -> int:
+    def write(self, thread_id: str, write: PlannedWrite) -> Written:
         """Run the save function, which checks :func:`~agents_persist.planning.precondition`'s rule server-side."""
         seqs, counts, chunks = pack_log(write.messages, write.first_seq, CHUNK_BYTES)
         params = (
             thread_id,
             write.expected_version,
+            write.expected_generation,
             write.append_from,
             write.base_digest,
             seqs,
@@ -187,17 +201,22 @@ class PostgresStore(Store):
             write.head,
             write.updated_at,
             write.expires_at,
+            write.new_generation,
+            write.keep_head,
+            encode_key(write.idempotency_key),
+            MAX_APPLIED_KEYS,
             MERGE_ROWS,
             CHUNK_BYTES,
         )
         with self._cursor("save a thread") as cursor:
             cursor.execute(self._query("save"), params)
-            status, version = cursor.fetchone()
+            status, version, generation = cursor.fetchone()
         if status == _CONFLICT:
-            raise conflict_error(thread_id, write.expected_version, int(version))
+            expected = write.expected_version
+            raise conflict_error(thread_id, expected, int(version), recreated=expected == int(version))
         if status == _PREFIX_MISMATCH:
             raise PrefixMismatch(thread_id)
-        return int(version)
+        return Written(int(version), int(generation), duplicate=status == _DUPLICATE)
 
     def delete(self, thread_id: str) -> bool:
         with self._cursor("delete a thread") as cursor:
@@ -208,12 +227,19 @@ class PostgresStore(Store):
         params = {
             "now": now,
             "limit": limit,
-            "pattern": None if prefix is None else re.sub(r"([\\%_])", r"\\\1", prefix) + "%",
+            "pattern": _like_prefix(prefix),
             "after_at": None if after is None else after[0],
             "after_id": None if after is None else after[1],
         }
-        with self._cursor("list threads") as cursor:
-            cursor.execute(self._query("list"), params)
+        return self._threads("list threads", "list", params)
+
+    def scan(self, prefix: Optional[str], after: Optional[str], limit: int, now: float) -> List[ThreadInfo]:
+        params = {"now": now, "limit": limit, "pattern": _like_prefix(prefix), "after": after}
+        return self._threads("walk threads by ID", "scan", params)
+
+    def _threads(self, what: str, query: str, params: Dict[str, Any]) -> List[ThreadInfo]:
+        with self._cursor(what) as cursor:
+            cursor.execute(self._query(query), params)
             rows = cursor.fetchall()
         return [thread_info(*row) for row in rows]
 
@@ -226,3 +252,8 @@ class PostgresStore(Store):
             total += removed
             if removed < PURGE_BATCH:
                 return total
+
+
+def _like_prefix(prefix: Optional[str]) -> Optional[str]:
+    """A LIKE pattern matching IDs that start with ``prefix`` literally (its wildcards escaped)."""
+    return None if prefix is None else re.sub(r"([\\%_])", r"\\\1", prefix) + "%"

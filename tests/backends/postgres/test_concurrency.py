@@ -84,7 +84,7 @@ def test_eight_threads_hold_eight_connections_at_once(pg_url: str, schema: str, 
         with row_locks(pg_url, schema, tids):
 
             def save_next(tid: str) -> None:
-                versions.append(checkpointer.save(tid, snapshot("next")))
+                versions.append(checkpointer.save(tid, snapshot("next"), force=True))
 
             threads = [threading.Thread(target=save_next, args=(tid,)) for tid in tids]
             for thread in threads:

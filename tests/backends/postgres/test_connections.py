@@ -32,7 +32,9 @@ def test_pool_exhaustion_raises_unavailable_after_timeout(pg_url: str, schema: s
         checkpointer.save(tid, snapshot("x"))
     try:
         with row_locks(pg_url, schema, tids):
-            blocked = [threading.Thread(target=checkpointer.save, args=(tid, snapshot("y"))) for tid in tids]
+            blocked = [
+                threading.Thread(target=checkpointer.save, args=(tid, snapshot("y")), kwargs={"force": True}) for tid in tids
+            ]
             for thread in blocked:
                 thread.start()
             time.sleep(0.3)
@@ -57,9 +59,9 @@ def test_statement_timeout_raises_unavailable_and_connection_is_reusable(pg_url:
         with row_locks(pg_url, schema, [tid]):
             started = time.monotonic()
             with pytest.raises(BackendUnavailableError, match="statement_timeout"):
-                checkpointer.save(tid, snapshot("y"))
+                checkpointer.save(tid, snapshot("y"), force=True)
             assert time.monotonic() - started < NO_HANG_SECONDS
-        assert checkpointer.save(tid, snapshot("z")) == 2
+        assert checkpointer.save(tid, snapshot("z"), force=True) == 2
     finally:
         checkpointer.delete(tid)
         checkpointer.close()
@@ -90,7 +92,7 @@ def test_connection_killed_mid_statement_raises_unavailable_then_recovers(pg_url
 
     def blocked_save() -> None:
         try:
-            checkpointer.save(tid, snapshot("y"))
+            checkpointer.save(tid, snapshot("y"), force=True)
         except BaseException as exc:
             errors.append(exc)
 
@@ -105,7 +107,7 @@ def test_connection_killed_mid_statement_raises_unavailable_then_recovers(pg_url
             assert not thread.is_alive()
         assert len(errors) == 1 and isinstance(errors[0], BackendUnavailableError)
         assert isinstance(errors[0].__cause__, psycopg2.OperationalError)
-        assert checkpointer.save(tid, snapshot("z")) == 2
+        assert checkpointer.save(tid, snapshot("z"), force=True) == 2
         assert victim not in backend_pids(pg_url, app)
     finally:
         checkpointer.delete(tid)

@@ -3,13 +3,18 @@
 -- store; %s and %(name)s are psycopg2 parameters. Comment lines are not sent.
 
 -- name: save
-SELECT o_status, o_version FROM {save_fn}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT o_status, o_version, o_generation
+    FROM {save2_fn}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 
 -- name: load
-COPY (SELECT * FROM {load_fn}(%s, %s)) TO STDOUT (FORMAT binary)
+COPY (SELECT * FROM {load2_fn}(%s, %s)) TO STDOUT (FORMAT binary)
 
 -- name: version
 SELECT version FROM {threads} WHERE thread_id = %s AND (expires_at IS NULL OR expires_at > %s)
+
+-- name: head
+SELECT version, message_count, digest, updated_at, expires_at, generation, applied_keys, applied_versions
+    FROM {threads} WHERE thread_id = %s AND (expires_at IS NULL OR expires_at > %s)
 
 -- name: delete
 SELECT {delete_fn}(%s, %s)
@@ -25,6 +30,14 @@ SELECT thread_id, version, updated_at, message_count, expires_at FROM {threads}
       AND (%(pattern)s::text IS NULL OR thread_id LIKE %(pattern)s)
       AND (%(after_at)s::double precision IS NULL OR (updated_at, thread_id) < (%(after_at)s, %(after_id)s))
     ORDER BY updated_at DESC, thread_id DESC LIMIT %(limit)s
+
+-- name: scan
+-- Thread-ID order is byte order (the column is COLLATE "C", UTF-8): saves never move a thread in it.
+SELECT thread_id, version, updated_at, message_count, expires_at FROM {threads}
+    WHERE (expires_at IS NULL OR expires_at > %(now)s)
+      AND (%(pattern)s::text IS NULL OR thread_id LIKE %(pattern)s)
+      AND (%(after)s::text IS NULL OR thread_id > %(after)s COLLATE "C")
+    ORDER BY thread_id COLLATE "C" LIMIT %(limit)s
 
 -- name: applied
 -- Outside any transaction: fails with UndefinedTable before the first migration.
