@@ -3,8 +3,8 @@
 Layout of the package: this module declares the backend, its options and the
 public class; :mod:`.store` holds :class:`~.store.PostgresStore` (the
 primitives), :mod:`.connection` the pools, watchdog and error classifier,
-:mod:`.copy` the binary COPY parsing, :mod:`.schema` the migrations, and
-``sql/`` the SQL itself. Importing this module never imports psycopg2.
+:mod:`.classify` the error classifier, :mod:`.copy` the binary COPY
+parsing, :mod:`.schema` the migrations, and ``sql/`` the SQL itself. Importing this module never imports psycopg2.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ class PostgresCheckpointer(Checkpointer):
 
     Layout, in ``schema`` (``public`` by default): ``<table_name>`` holds one
     head row per thread (version, message count, prefix digest, encoded head,
-    ``updated_at`` and ``expires_at`` as epoch seconds); ``<table_name>_messages``
+    ``updated_at`` and ``expires_at`` as epoch seconds, generation, the latest
+    idempotency keys with the versions they produced); ``<table_name>_messages``
     holds the log, each row ``n`` encoded messages starting at position ``seq``,
     concatenated in a ``bytea`` (one row per save that appended, so an append
     inserts one row; every ``MERGE_ROWS`` appended rows are merged into one,
@@ -114,6 +115,30 @@ class PostgresCheckpointer(Checkpointer):
     * A log row holds at most about 1 MiB of encoded messages; a larger rewrite
       is split over several rows of one transaction.
 
+    Failures: errors of the server or the network raise
+    :class:`BackendUnavailableError`; its ``maybe_applied`` tells a save,
+    delete or purge that failed whether it may have been applied:
+
+    * ``False``: certainly not. Nothing was sent (no connection could be
+      made, no pooled connection was free, the caller's pool had none), or
+      the server reported an error, which rolled the statement back; so does
+      a statement cancelled by ``statement_timeout`` or at the deadline.
+    * ``True``: the request may have reached the server and its outcome is
+      unknown: the connection broke or the server process ended while it
+      ran (the reply was lost), or the client cut the socket at the
+      deadline. Retry ``update()``/``append()`` with the same
+      ``idempotency_key`` to apply it exactly once, or load to see.
+
+    Loads, listings and version reads always say ``False``. The deadline is
+    ``statement_timeout`` + 5 s (35 s when None) after a call started: one
+    second before it the call is cancelled on the server
+    (``pg_cancel_backend`` over a short-lived side connection, or one more
+    connection of a caller's pool), so a save waiting on a lock rolls back
+    instead of committing after the caller was told it failed. Only if the
+    cancel cannot be sent, or the server does not act on it by the deadline
+    (a frozen process, a dead host), is the socket cut. A connection whose
+    call overran is closed, never reused.
+
     Args:
         dsn: ``postgresql://`` / ``postgres://`` URL or libpq ``key=value``
             string; every libpq parameter (``sslmode``, ``connect_timeout``,
@@ -130,10 +155,9 @@ class PostgresCheckpointer(Checkpointer):
         connect_timeout: Seconds libpq waits for a connection (whole seconds,
             at least 2, as libpq counts them) unless the DSN sets it.
         statement_timeout: Seconds the server may spend on one statement
-            (``None``: the server's default). If the server stops answering
-            altogether (a frozen process, a dead host), the client cuts the
-            connection 5 s later (35 s when None) and raises
-            :class:`BackendUnavailableError`: no call hangs.
+            (``None``: the server's default). A call still running 5 s
+            longer (35 s when None) is ended by the client: no call hangs
+            (see *Failures*).
         ttl: Seconds a thread lives after its last save; None keeps threads.
         max_retries: Retries of ``update`` after a conflict.
     """

@@ -1,11 +1,12 @@
-"""Connections to PostgreSQL: libpq parameters, the two kinds of pool, the deadline watchdog, error translation.
+"""Connections to PostgreSQL: libpq parameters, the two kinds of pool, the deadline watchdog and its cancels.
 
 :class:`Connections` hands out live autocommit connections, from a pool of
 its own (built from a DSN) or from a caller's psycopg2 pool
 (:class:`CallerPool`). Idle connections the server closed meanwhile are
-noticed without a round trip and replaced; a call on a server that stopped
-answering is cut by the watchdog; every psycopg2 error becomes a library
-error through :func:`classify`, the backend's one classifier.
+noticed without a round trip and replaced; a call that overruns its
+deadline is cancelled on the server, and cut by the watchdog if that fails;
+every psycopg2 error becomes a library error through
+:func:`~.classify.classify`, the backend's one classifier.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 from urllib.parse import urlencode
 
 import psycopg2
-import psycopg2.errors
 import psycopg2.extensions
-import psycopg2.pool
 
 from ...errors import AgentsPersistError, BackendUnavailableError, CheckpointerClosedError, ConfigurationError
 from ...runtime import forking
@@ -30,8 +29,9 @@ from ...runtime.pool import ConnectionPool
 from ...runtime.watchdog import DeadlineWatchdog, Guard
 from ...translate import Classifier, translated
 from ...urls import redact_url
+from .classify import MISSING_OBJECT_ERRORS, classify, first_line
 
-__all__ = ["Connections", "CallerPool", "MISSING_OBJECT_ERRORS", "classify", "is_libpq_parameter", "libpq_params"]
+__all__ = ["Connections", "CallerPool", "is_libpq_parameter", "libpq_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,21 +40,14 @@ logger = logging.getLogger(__name__)
 UNRESPONSIVE_GRACE = 5.0
 #: The statement time the watchdog allows when ``statement_timeout`` is None (the server's own setting).
 UNBOUNDED_STATEMENT_SECONDS = 30.0
+#: Seconds before the cut at which an overrunning call is cancelled on the server (``pg_cancel_backend``
+#: over a side connection); a server that acts on the cancel ends the call within milliseconds.
+CANCEL_GRACE = 1.0
+#: libpq's connect_timeout of the side connection that sends the cancel (whole seconds, 2 at least).
+CANCEL_CONNECT_TIMEOUT = "2"
 #: libpq TCP keepalive settings added unless the DSN sets them: a peer that
 #: vanished silently is noticed within about idle + interval * count seconds.
 DEFAULT_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3"}
-#: Errors meaning the tables or functions are gone (never created, or dropped behind our back).
-MISSING_OBJECT_ERRORS = (
-    psycopg2.errors.UndefinedTable,
-    psycopg2.errors.UndefinedFunction,
-    psycopg2.errors.InvalidSchemaName,
-)
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message (psycopg2's messages go on with context lines)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @lru_cache(maxsize=256)
@@ -93,30 +86,6 @@ def libpq_params(dsn: str, connect_timeout: float, statement_timeout: Optional[f
     except ValueError:
         raise ConfigurationError("connect_timeout in the DSN must be a number of seconds") from None
     return params, label
-
-
-def classify(
-    exc: Exception, *, label: str, what: str, statement_timeout: Optional[float], unanswered_after: Optional[float] = None
-) -> Optional[AgentsPersistError]:
-    """The library error for a psycopg2 error met while trying to ``what``; None for any other exception.
-
-    The message names the server by ``label``, which never holds a password.
-    ``unanswered_after`` is set when the watchdog cut the call after that many seconds.
-    """
-    if not isinstance(exc, psycopg2.Error):
-        return None
-    if unanswered_after is not None:
-        return BackendUnavailableError(f"PostgreSQL {label} did not answer within {unanswered_after:g}s while trying to {what}")
-    if isinstance(exc, psycopg2.pool.PoolError):
-        return BackendUnavailableError(f"the caller's PostgreSQL pool has no free connection: {exc}")
-    detail = f"PostgreSQL {label} failed to {what}: {first_line(exc)}"
-    if isinstance(exc, psycopg2.extensions.QueryCanceledError):
-        return BackendUnavailableError(f"{detail} (statement_timeout is {statement_timeout}s)")
-    if isinstance(exc, MISSING_OBJECT_ERRORS):
-        return ConfigurationError(f"{detail}; the tables are missing: call setup()")
-    if isinstance(exc, psycopg2.ProgrammingError):
-        return ConfigurationError(detail)
-    return BackendUnavailableError(detail)
 
 
 class _StaleConnection(Exception):
@@ -219,6 +188,19 @@ class CallerPool:
             if slots is self._slots:
                 slots.release()
 
+    @contextmanager
+    def side_connection(self) -> Iterator[Any]:
+        """One more autocommit connection from the caller's pool, outside the bound (to send a cancel)."""
+        conn = self._pool.getconn()
+        was_autocommit = conn.autocommit
+        try:
+            conn.autocommit = True
+            yield conn
+        finally:
+            if not conn.closed and not was_autocommit:
+                conn.autocommit = False
+            self._pool.putconn(conn, close=bool(conn.closed))
+
     def close(self) -> None:
         """Stop borrowing; the caller's pool stays open."""
         self._closed = True
@@ -264,21 +246,64 @@ class Connections:
                 self._connect, _close_quietly, max_size=max_connections, timeout=timeout, is_broken=is_broken, name="PostgreSQL"
             )
         self._watchdog = DeadlineWatchdog(
-            (statement_timeout or UNBOUNDED_STATEMENT_SECONDS) + UNRESPONSIVE_GRACE, "agents_persist-postgres-deadline"
+            (statement_timeout or UNBOUNDED_STATEMENT_SECONDS) + UNRESPONSIVE_GRACE,
+            "agents_persist-postgres-deadline",
+            cancel=self._cancel_on_server,
+            grace=CANCEL_GRACE,
         )
 
-    def _classifier(self, what: str, guard: Optional[Guard] = None) -> Classifier:
-        """:func:`classify` for one operation; a guard the watchdog expired means the server did not answer."""
+    def _classifier(self, what: str, guard: Optional[Guard] = None, writes: bool = False) -> Classifier:
+        """:func:`classify` for one operation, told what the watchdog did to its guard."""
 
         def classify_here(exc: Exception) -> Optional[AgentsPersistError]:
-            unanswered = self._watchdog.seconds if guard is not None and guard.expired else None
-            if unanswered is None and isinstance(exc, MISSING_OBJECT_ERRORS):
+            overran = guard is not None and guard.expired
+            cut = guard is not None and guard.cut
+            if not overran and isinstance(exc, MISSING_OBJECT_ERRORS):
                 self._on_missing()
+            deadline = self._watchdog.seconds if overran else None
             return classify(
-                exc, label=self.label, what=what, statement_timeout=self.statement_timeout, unanswered_after=unanswered
+                exc,
+                label=self.label,
+                what=what,
+                statement_timeout=self.statement_timeout,
+                writes=writes,
+                deadline=deadline,
+                cut=cut,
             )
 
         return classify_here
+
+    @contextmanager
+    def _side_connection(self) -> Iterator[Any]:
+        """A short-lived connection beside the pool's: a new one (own pool), or one more of the caller's pool."""
+        if isinstance(self._pool, CallerPool):
+            with self._pool.side_connection() as conn:
+                yield conn
+            return
+        conn = psycopg2.connect(**{**self._params, "connect_timeout": CANCEL_CONNECT_TIMEOUT})
+        try:
+            conn.autocommit = True
+            yield conn
+        finally:
+            _close_quietly(conn)
+
+    def _cancel_on_server(self, guard: Guard) -> bool:
+        """The watchdog's cancel: ``pg_cancel_backend`` of the guarded call's server process; True if delivered.
+
+        Runs in a thread of its own. A side connection (not psycopg2's
+        ``cancel()``, which holds the GIL while libpq waits for the server and
+        would freeze the whole process on a frozen server) is bounded by its
+        connect timeout; its query runs on a fresh server process. The
+        connection of a call that overran is never reused (see
+        :meth:`connection`), so a cancel arriving late hits nobody else.
+        """
+        try:
+            with self._side_connection() as side, side.cursor() as cursor:
+                cursor.execute("SELECT pg_cancel_backend(%s)", (guard.context,))
+                return bool(cursor.fetchone()[0])
+        except Exception as exc:  # noqa: BLE001 - the watchdog cuts the socket instead
+            logger.info("could not cancel a PostgreSQL call that overran its deadline (%s): %s", self.label, first_line(exc))
+            return False
 
     def _connect(self) -> Any:
         with translated(self._classifier("connect")):
@@ -287,23 +312,39 @@ class Connections:
         return conn
 
     @contextmanager
-    def connection(self, what: str) -> Iterator[Any]:
+    def connection(self, what: str, *, writes: bool = False) -> Iterator[Any]:
         """Borrow a live autocommit connection to ``what`` (named in errors); psycopg2 errors become typed errors.
 
         Idle connections the server closed meanwhile (a restart) are noticed
-        here without a round trip and replaced.
+        here without a round trip and replaced. ``writes``: the block changes
+        data, so a failure whose outcome is unknown raises
+        ``BackendUnavailableError(maybe_applied=True)``. A call that overran
+        its deadline closes its connection afterwards, however it ended.
         """
         for _ in range(self.max_connections + 1):
             try:
                 with self._pool.connection() as conn:
                     if _is_stale(conn):
                         raise _StaleConnection()
-                    with self._watchdog.guard(conn.fileno()) as guard, translated(self._classifier(what, guard)):
+                    with self._guarded(conn, what, writes):
                         yield conn
                     return
             except _StaleConnection:
                 logger.info("discarding a PostgreSQL connection closed by the server (%s)", self.label)
         raise BackendUnavailableError(f"PostgreSQL {self.label} keeps closing new connections")
+
+    @contextmanager
+    def _guarded(self, conn: Any, what: str, writes: bool) -> Iterator[None]:
+        """One call on ``conn`` under the watchdog and the classifier; if it overran, ``conn`` is closed afterwards."""
+        guard: Optional[Guard] = None
+        try:
+            with self._watchdog.guard(conn.fileno(), conn.info.backend_pid) as guard:
+                with translated(self._classifier(what, guard, writes)):
+                    yield
+        finally:
+            if guard is not None and guard.expired:
+                # Only now, with the guard gone, may the socket close (the watchdog cuts by descriptor number).
+                _close_quietly(conn)
 
     def prefill(self, count: int) -> None:
         """Open ``count`` connections up front (own pool only; one is open already)."""

@@ -20,7 +20,7 @@ from psycopg2 import sql
 
 from ...errors import ConfigurationError
 from ...resources import read_text
-from .connection import MISSING_OBJECT_ERRORS
+from .classify import MISSING_OBJECT_ERRORS
 
 __all__ = [
     "MIGRATIONS",

@@ -126,11 +126,11 @@ class PostgresStore(Store):
         self._ready = False
 
     @contextmanager
-    def _cursor(self, what: str) -> Iterator[Any]:
-        """A cursor on a ready connection (the schema is set up on first use)."""
+    def _cursor(self, what: str, *, writes: bool = False) -> Iterator[Any]:
+        """A cursor on a ready connection (the schema is set up on first use); ``writes``: see ``Connections.connection``."""
         if not self._ready:
             self.setup()
-        with self._connections.connection(what) as conn:
+        with self._connections.connection(what, writes=writes) as conn:
             cursor = conn.cursor()
             try:
                 yield cursor
@@ -208,7 +208,7 @@ class PostgresStore(Store):
             MERGE_ROWS,
             CHUNK_BYTES,
         )
-        with self._cursor("save a thread") as cursor:
+        with self._cursor("save a thread", writes=True) as cursor:
             cursor.execute(self._query("save"), params)
             status, version, generation = cursor.fetchone()
         if status == _CONFLICT:
@@ -219,7 +219,7 @@ class PostgresStore(Store):
         return Written(int(version), int(generation), duplicate=status == _DUPLICATE)
 
     def delete(self, thread_id: str) -> bool:
-        with self._cursor("delete a thread") as cursor:
+        with self._cursor("delete a thread", writes=True) as cursor:
             cursor.execute(self._query("delete"), (thread_id, time.time()))
             return bool(cursor.fetchone()[0])
 
@@ -246,7 +246,7 @@ class PostgresStore(Store):
     def purge(self, now: float) -> int:
         total = 0
         while True:
-            with self._cursor("purge expired threads") as cursor:
+            with self._cursor("purge expired threads", writes=True) as cursor:
                 cursor.execute(self._query("purge"), (now, PURGE_BATCH))
                 removed = int(cursor.fetchone()[0])
             total += removed
