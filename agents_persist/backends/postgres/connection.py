@@ -257,19 +257,12 @@ class Connections:
 
         def classify_here(exc: Exception) -> Optional[AgentsPersistError]:
             overran = guard is not None and guard.expired
-            cut = guard is not None and guard.cut
             if not overran and isinstance(exc, MISSING_OBJECT_ERRORS):
                 self._on_missing()
             deadline = self._watchdog.seconds if overran else None
-            return classify(
-                exc,
-                label=self.label,
-                what=what,
-                statement_timeout=self.statement_timeout,
-                writes=writes,
-                deadline=deadline,
-                cut=cut,
-            )
+            cut = guard is not None and guard.cut
+            label, timeout = self.label, self.statement_timeout
+            return classify(exc, label=label, what=what, statement_timeout=timeout, writes=writes, deadline=deadline, cut=cut)
 
         return classify_here
 

@@ -58,9 +58,10 @@ def test_statement_timeout_raises_unavailable_and_connection_is_reusable(pg_url:
     try:
         with row_locks(pg_url, schema, [tid]):
             started = time.monotonic()
-            with pytest.raises(BackendUnavailableError, match="statement_timeout"):
+            with pytest.raises(BackendUnavailableError, match="statement_timeout") as info:
                 checkpointer.save(tid, snapshot("y"), force=True)
             assert time.monotonic() - started < NO_HANG_SECONDS
+            assert info.value.maybe_applied is False  # the server cancelled the statement: rolled back
         assert checkpointer.save(tid, snapshot("z"), force=True) == 2
     finally:
         checkpointer.delete(tid)
@@ -107,6 +108,7 @@ def test_connection_killed_mid_statement_raises_unavailable_then_recovers(pg_url
             assert not thread.is_alive()
         assert len(errors) == 1 and isinstance(errors[0], BackendUnavailableError)
         assert isinstance(errors[0].__cause__, psycopg2.OperationalError)
+        assert errors[0].maybe_applied is True  # the session ended mid-save: its outcome is unknown
         assert checkpointer.save(tid, snapshot("z"), force=True) == 2
         assert victim not in backend_pids(pg_url, app)
     finally:

@@ -83,9 +83,10 @@ def test_server_down_raises_unavailable_quickly_and_first_use_waits_for_nothing(
     try:
         for call in (lambda: checkpointer.load("down"), lambda: checkpointer.save("down", snapshot("lost"))):
             started = time.monotonic()
-            with pytest.raises(BackendUnavailableError):
+            with pytest.raises(BackendUnavailableError) as info:
                 call()
             assert time.monotonic() - started < NO_HANG_SECONDS
+            assert info.value.maybe_applied is False  # refused at connect: nothing was sent
     finally:
         own_server.start_again()
     loaded = checkpointer.load("down")

@@ -43,6 +43,12 @@ def short(
             pool.closeall()
 
 
+def started(cp: PostgresCheckpointer, tid: str) -> str:
+    """``tid``, stored with one message."""
+    cp.save(tid, AgentStateSnapshot(messages=[AgentMessage.user("first")]))
+    return tid
+
+
 def contents(cp: PostgresCheckpointer, tid: str) -> List[str]:
     state = cp.load(tid)
     assert state is not None
@@ -62,8 +68,7 @@ def overrun(cp: PostgresCheckpointer, pg_url: str, tid: str, call: Callable[[], 
 def test_a_save_blocked_past_its_deadline_is_cancelled_on_the_server_and_never_lands(
     short: PostgresCheckpointer, pg_url: str, prefix: str
 ) -> None:
-    tid = prefix + "cancelled"
-    short.save(tid, AgentStateSnapshot(messages=[AgentMessage.user("first")]))
+    tid = started(short, prefix + "cancelled")
     error = overrun(short, pg_url, tid, lambda: short.append(tid, [AgentMessage.user("late")], idempotency_key=KEY))
     assert error.maybe_applied is False, error
     assert "cancelled" in str(error)
@@ -78,8 +83,7 @@ def test_a_save_blocked_past_its_deadline_is_cancelled_on_the_server_and_never_l
 def test_a_save_whose_cancel_fails_is_cut_reported_maybe_applied_and_a_retry_with_its_key_applies_it_once(
     short: PostgresCheckpointer, pg_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tid = prefix + "cut"
-    short.save(tid, AgentStateSnapshot(messages=[AgentMessage.user("first")]))
+    tid = started(short, prefix + "cut")
     monkeypatch.setattr(short.store._connections._watchdog, "_cancel", lambda guard: False)
     calls: List[int] = []
 
@@ -102,8 +106,7 @@ def test_every_outcome_of_an_overrun_is_either_not_applied_or_retried_into_one_c
     short: PostgresCheckpointer, pg_url: str, prefix: str
 ) -> None:
     """The property a caller relies on, whichever way the overrun went."""
-    tid = prefix + "either"
-    short.save(tid, AgentStateSnapshot(messages=[AgentMessage.user("first")]))
+    tid = started(short, prefix + "either")
     error = overrun(short, pg_url, tid, lambda: short.append(tid, [AgentMessage.user("once")], idempotency_key=KEY))
     time.sleep(0.5)
     if error.maybe_applied:
