@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
-from urllib.parse import urlsplit
+from types import TracebackType
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+from urllib.parse import unquote, urlsplit
 
 from ...errors import CheckpointerClosedError, ConfigurationError
 from ...resources import read_text
@@ -24,6 +26,7 @@ __all__ = [
     "DELETE",
     "INDEX_TOUCH",
     "INDEX_FIX",
+    "INDEX_IDS",
     "import_redis",
     "reply_text",
     "parse_nodes",
@@ -42,6 +45,12 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SCHEMES = ("redis", "rediss", *CLUSTER_SCHEMES)
 #: Reply prefixes of Redis errors that mean "cannot serve now", not "bad request".
 UNAVAILABLE_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "MISCONF", "NOREPLICAS", "OOM", "READONLY", "CLUSTERDOWN", "TRYAGAIN")
+#: redis-py functions that run before a command is sent: taking a pooled
+#: connection, connecting, the handshake. An error raised in one of them
+#: never carried the request to the server.
+_BEFORE_SENDING = frozenset(
+    {"get_connection", "make_connection", "connect", "connect_check_health", "_connect", "on_connect", "on_connect_check_health"}
+)
 
 
 class Script:
@@ -59,6 +68,7 @@ WRITE = Script("write.lua")
 DELETE = Script("delete.lua")
 INDEX_TOUCH = Script("index_touch.lua")
 INDEX_FIX = Script("index_fix.lua")
+INDEX_IDS = Script("index_ids.lua")
 
 
 def import_redis() -> Any:
@@ -96,6 +106,34 @@ def parse_nodes(hosts: str) -> List[Tuple[str, int]]:
     if not nodes:
         raise ConfigurationError("a redis+cluster:// URL needs at least one host:port")
     return nodes
+
+
+def _check_database(url: str) -> None:
+    """Refuse a database path that is not a number (redis-py would silently use database 0)."""
+    path = unquote(urlsplit(url).path)
+    if path not in ("", "/") and not (path[1:].isdigit() and path[1:].isascii()):
+        raise ConfigurationError(f"the database of a Redis URL is a number (redis://host:6379/3), not {path[1:]!r}")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling."""
+    seen = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _raised_before_sending(exc: BaseException, redis_dir: str) -> bool:
+    """Whether ``exc`` was raised while redis-py was still getting a connection ready."""
+    tb: Optional[TracebackType] = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name in _BEFORE_SENDING and code.co_filename.startswith(redis_dir):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _cluster_url_kwargs(redis: Any, url: str) -> Dict[str, Any]:
@@ -169,8 +207,17 @@ class RedisConnection:
             redis.exceptions.TryAgainError,
             redis.exceptions.ReadOnlyError,
             redis.exceptions.OutOfMemoryError,
+            redis.exceptions.InvalidResponse,
             OSError,
         )
+        #: Errors of talking to the server (rather than of a request it refused).
+        self._io_errors: Tuple[Type[BaseException], ...] = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.InvalidResponse,
+            OSError,
+        )
+        self._redis_dir = os.path.dirname(redis.__file__) + os.sep
         if client is not None:
             self._use_client(client, timeout, connect_timeout, max_connections)
         else:
@@ -207,6 +254,8 @@ class RedisConnection:
             "decode_responses": False,
         }
         try:
+            if not self.cluster:
+                _check_database(url)
             if self.cluster:
                 self._cluster_kwargs = {**_cluster_url_kwargs(redis, url), **common}
             else:
@@ -257,6 +306,24 @@ class RedisConnection:
         if isinstance(exc, self._down_errors):
             return True
         return isinstance(exc, self.redis.exceptions.ResponseError) and reply_text(exc).startswith(UNAVAILABLE_REPLIES)
+
+    def may_have_sent(self, exc: BaseException) -> bool:
+        """Whether the request that failed with ``exc`` may have reached the server (and run there).
+
+        False only when it provably did not: the server refused it with an
+        error reply, or the failure came while taking a pooled connection,
+        connecting or in the handshake (no free connection, connection
+        refused, connect timeout). A lost or late reply, a dropped
+        connection or a garbled answer leave it open. Errors raised while
+        redis-py handled such a failure (a cluster refreshing its slots)
+        count by the failure they handled.
+        """
+        return any(
+            isinstance(error, self._io_errors)
+            and not isinstance(error, self.redis.exceptions.ResponseError)
+            and not _raised_before_sending(error, self._redis_dir)
+            for error in _chain(exc)
+        )
 
     def close(self) -> None:
         """Close the client if it was built here; a given client is left alone."""

@@ -1,11 +1,17 @@
-"""The two index sorted sets of a Redis store: thread IDs by update time (listing) and by expiry (purging).
+"""The index sorted sets of a Redis store: thread IDs by update time (listing), by expiry (purging) and by ID (walking).
 
 The heads are the truth; the index only finds them. On a standalone server
 the save and delete scripts update the index in the same atomic step. In
 Redis Cluster the index lives in its own slot, so a second round trip after
 the thread's own script does (:meth:`ThreadIndex.touch`,
-:meth:`ThreadIndex.forget`), and listing checks every entry against its
-head and repairs what a lost or overtaken step left behind.
+:meth:`ThreadIndex.forget`), and both walks check every entry against its
+head and repair what a lost or overtaken step left behind.
+
+The index by ID is newer than the other two: threads saved by an older
+version of this library have no entry there. Under this version every entry
+by update time has one by ID, so when the set by update time is the larger,
+:meth:`ThreadIndex.by_id` first copies its members over (``ZSCAN``, which
+sees every member present for the whole copy), then walks.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from ...models import ThreadInfo
 from ...paging import Position, thread_info
-from .client import INDEX_FIX, INDEX_TOUCH, RedisConnection, Script
+from .client import INDEX_FIX, INDEX_IDS, INDEX_TOUCH, RedisConnection, Script
 from .layout import corrupt_head, index_keys, optional_float, thread_keys
 
 __all__ = ["ThreadIndex", "LIST_BATCH", "MAX_LIST_BATCH"]
@@ -37,7 +43,7 @@ class ThreadIndex:
     def __init__(self, connection: RedisConnection, key_prefix: str) -> None:
         self.connection = connection
         self.key_prefix = key_prefix
-        #: (index by update time, index by expiry)
+        #: (index by update time, index by expiry, index by ID)
         self.keys = index_keys(key_prefix)
 
     # ------------------------------------------------------------------ cluster: the second step
@@ -69,7 +75,7 @@ class ThreadIndex:
             pipe.hmget(thread_keys(self.key_prefix, thread_id)[0], *fields)
         return pipe.execute()  # type: ignore[no-any-return]
 
-    def scan(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
+    def by_update(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
         """Walk the update-time index newest first, checking each entry against its head.
 
         The head is the truth: missing or expired threads are skipped and their
@@ -120,19 +126,67 @@ class ThreadIndex:
         """The live threads among ``candidates`` by their heads; repairs for the stale entries go to ``fixes``."""
         live: List[Tuple[float, str, ThreadInfo]] = []
         heads = self._heads(client, [thread_id for thread_id, _, _ in candidates], "v", "n", "u", "e")
-        for (thread_id, member, score), (version, count, updated, expires) in zip(candidates, heads):
-            if version is None or (expires is not None and float(expires) <= now):
+        for (thread_id, member, score), fields in zip(candidates, heads):
+            info = _live_info(thread_id, fields, now)
+            if info is None:
                 fixes += ("r", member, repr(score), "")
                 continue
-            try:
-                updated_at = float(updated)
-                info = thread_info(thread_id, int(version), updated_at, int(count), optional_float(expires))
-            except (TypeError, ValueError) as exc:
-                raise corrupt_head(thread_id, exc) from exc
+            updated_at = info.updated_timestamp
+            assert updated_at is not None
             if updated_at != score:
-                fixes += ("s", member, repr(score), updated)
+                fixes += ("s", member, repr(score), fields[2])
             live.append((updated_at, thread_id, info))
         return live
+
+    def by_id(self, prefix: Optional[str], after: Optional[str], limit: int, now: float) -> List[ThreadInfo]:
+        """Walk the index by ID from ``after`` on (``ZRANGEBYLEX``), checking each entry against its head.
+
+        Each batch of entries is read together with their update-time scores,
+        before the heads: an entry whose thread is missing or expired is
+        removed only if that score is still the one seen (none seen: still
+        none), so a save since always keeps its entry.
+        """
+        client = self.connection.client()
+        lower, upper = _lex_range(prefix, after)
+        found: List[ThreadInfo] = []
+        fixes: List[Any] = []
+        batch = min(limit, MAX_LIST_BATCH)
+        backfilled = False
+        keys = (self.keys[0], self.keys[2])
+        while len(found) < limit:
+            by_update, by_id, members, scores = self.connection.run(INDEX_IDS, keys, (lower, upper, batch))
+            if int(by_update) > int(by_id) and not backfilled:
+                self._backfill(client)
+                backfilled = True
+                continue
+            entries = [(thread_id, member, score) for (thread_id, member), score in zip(_decoded(members), scores)]
+            heads = self._heads(client, [thread_id for thread_id, _, _ in entries], "v", "n", "u", "e")
+            for (thread_id, member, score), fields in zip(entries, heads):
+                info = _live_info(thread_id, fields, now)
+                if info is None:
+                    fixes += ("r", member, score, "")
+                else:
+                    found.append(info)
+            if len(members) < batch:
+                break
+            lower = b"(" + members[-1]
+            batch = min(max(2 * batch, limit - len(found)), MAX_LIST_BATCH)
+        if fixes:
+            self.connection.run(INDEX_FIX, self.keys, fixes)
+        return found[:limit]
+
+    def _backfill(self, client: Any) -> None:
+        """Give every thread in the index by update time an entry in the index by ID."""
+        updated, _, ids = self.keys
+        cursor, copied = 0, 0
+        while True:
+            cursor, rows = client.zscan(updated, cursor, count=MAX_LIST_BATCH)
+            if rows:
+                client.zadd(ids, {member: 0 for member, _ in rows})
+                copied += len(rows)
+            if not cursor:
+                break
+        logger.info("built the Redis index by thread ID from the index by update time (%d entries)", copied)
 
     def purge(self, now: float) -> int:
         """Remove entries of expired threads (Redis deletes their keys by itself); return how many."""
@@ -154,6 +208,41 @@ class ThreadIndex:
             if len(rows) < MAX_LIST_BATCH or not changed:
                 break
         return removed
+
+
+def _lex_range(prefix: Optional[str], after: Optional[str]) -> Tuple[bytes, bytes]:
+    """``ZRANGEBYLEX`` bounds of the IDs under ``prefix`` strictly after ``after`` (UTF-8 byte order)."""
+    lower, upper = b"-", b"+"
+    if prefix:
+        raw = prefix.encode("utf-8")
+        # No UTF-8 string holds the byte 0xff: every ID under the prefix sorts below this.
+        lower, upper = b"[" + raw, b"(" + raw + b"\xff"
+    if after is not None and (not prefix or after >= prefix):
+        lower = b"(" + after.encode("utf-8")
+    return lower, upper
+
+
+def _decoded(members: List[bytes]) -> List[Tuple[str, bytes]]:
+    """(thread ID, member) of the members that are UTF-8 (others cannot be thread IDs)."""
+    decoded: List[Tuple[str, bytes]] = []
+    for member in members:
+        try:
+            decoded.append((member.decode("utf-8"), member))
+        except UnicodeDecodeError:
+            continue
+    return decoded
+
+
+def _live_info(thread_id: str, fields: Sequence[Any], now: float) -> Optional[ThreadInfo]:
+    """The listing of a thread from its head's ``v n u e``; None if missing or expired at ``now``."""
+    version, count, updated, expires = fields
+    try:
+        expires_at = optional_float(expires)
+        if version is None or (expires_at is not None and expires_at <= now):
+            return None
+        return thread_info(thread_id, int(version), float(updated), int(count), expires_at)
+    except (TypeError, ValueError) as exc:
+        raise corrupt_head(thread_id, exc) from exc
 
 
 def _candidates(rows: List[Tuple[bytes, float]], prefix: Optional[str]) -> List[_Entry]:

@@ -1,26 +1,48 @@
 """The key layout of the Redis store, and reading the head hash it keeps per thread.
 
 Every key of a thread carries the thread ID as hash tag, so a thread lives in
-one cluster slot; the two index sets share a tag of their own::
+one cluster slot; the three index sets share a tag of their own::
 
     <prefix>{<id>}:head        hash: v (version), n (message count), d (digest),
-                               h (todos/interrupt/metadata), u (updated_at), e (expires_at)
+                               h (todos/interrupt/metadata), u (updated_at), e (expires_at),
+                               g (generation; absent: 0), a (applied idempotency keys)
     <prefix>{<id>}:log         list of encoded messages, in order
     <prefix>{%index}:updated   sorted set: thread ID -> updated_at (for list_threads)
     <prefix>{%index}:expires   sorted set: thread ID -> expires_at (threads with a TTL)
+    <prefix>{%index}:ids       sorted set: thread ID -> 0, walked by ID (for iter_threads)
+
+``a`` holds up to :data:`~agents_persist.planning.MAX_APPLIED_KEYS` entries,
+newest last, each ``<version>:<byte length of key>:<key>``, concatenated
+(``scripts/write.lua`` keeps it).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import re
+from typing import Any, Optional, Sequence, Tuple
 
 from ...errors import CorruptSnapshotError
+from ...planning import Applied, StoredHead
 
-__all__ = ["INDEX_TAG", "escape_tag", "thread_keys", "index_keys", "optional_float", "corrupt_head"]
+__all__ = [
+    "INDEX_TAG",
+    "HEAD_FIELDS",
+    "escape_tag",
+    "thread_keys",
+    "index_keys",
+    "optional_float",
+    "corrupt_head",
+    "encode_applied",
+    "decode_applied",
+    "parse_head",
+]
 
-#: Hash tag of the two index sorted sets; no escaped thread ID can produce it
+#: Hash tag of the index sorted sets; no escaped thread ID can produce it
 #: (an escaped ID has ``%`` only in ``%25``, ``%7B`` and ``%7D``).
 INDEX_TAG = "{%index}"
+#: The head's scalar fields, in the order :func:`parse_head` takes them.
+HEAD_FIELDS = ("v", "n", "d", "u", "e", "g", "a")
+_APPLIED_ENTRY = re.compile(rb"(\d+):(\d+):")
 
 
 def escape_tag(thread_id: str) -> str:
@@ -36,9 +58,9 @@ def thread_keys(key_prefix: str, thread_id: str) -> Tuple[str, str]:
     return base + ":head", base + ":log"
 
 
-def index_keys(key_prefix: str) -> Tuple[str, str]:
-    """The index by update time and the index by expiry time."""
-    return f"{key_prefix}{INDEX_TAG}:updated", f"{key_prefix}{INDEX_TAG}:expires"
+def index_keys(key_prefix: str) -> Tuple[str, str, str]:
+    """The index by update time, the index by expiry time and the index by ID."""
+    return f"{key_prefix}{INDEX_TAG}:updated", f"{key_prefix}{INDEX_TAG}:expires", f"{key_prefix}{INDEX_TAG}:ids"
 
 
 def optional_float(raw: Optional[bytes]) -> Optional[float]:
@@ -49,3 +71,50 @@ def optional_float(raw: Optional[bytes]) -> Optional[float]:
 def corrupt_head(thread_id: str, exc: Exception) -> CorruptSnapshotError:
     """The error for a head hash whose fields do not parse."""
     return CorruptSnapshotError(f"thread {thread_id!r}: the stored head is corrupt: {exc}", thread_id=thread_id)
+
+
+def encode_applied(applied: Applied) -> bytes:
+    """The ``a`` field for ``applied`` (as ``scripts/write.lua`` writes it; tests set heads up with it)."""
+    parts = []
+    for key, version in applied:
+        raw = key.encode("utf-8")
+        parts.append(b"%d:%d:%s" % (version, len(raw), raw))
+    return b"".join(parts)
+
+
+def decode_applied(raw: Optional[bytes]) -> Applied:
+    """The applied keys an ``a`` field holds (absent: none); ValueError if it does not parse."""
+    if not raw:
+        return ()
+    entries = []
+    pos = 0
+    while pos < len(raw):
+        match = _APPLIED_ENTRY.match(raw, pos)
+        if match is None:
+            raise ValueError(f"bad idempotency key entry at byte {pos}")
+        start = match.end()
+        end = start + int(match.group(2))
+        if end > len(raw):
+            raise ValueError(f"idempotency key entry at byte {pos} runs past the end")
+        entries.append((raw[start:end].decode("utf-8"), int(match.group(1))))
+        pos = end
+    return tuple(entries)
+
+
+def parse_head(thread_id: str, fields: Sequence[Any]) -> Optional[StoredHead]:
+    """The :data:`HEAD_FIELDS` of a head as read by ``HMGET``; None if there is no head."""
+    version, count, digest, updated_at, expires_at, generation, applied = fields
+    if version is None:
+        return None
+    try:
+        return StoredHead(
+            version=int(version),
+            message_count=int(count),
+            digest=bytes(digest),
+            updated_at=float(updated_at),
+            expires_at=optional_float(expires_at),
+            generation=int(generation) if generation is not None else 0,
+            applied=decode_applied(applied),
+        )
+    except (TypeError, ValueError) as exc:
+        raise corrupt_head(thread_id, exc) from exc

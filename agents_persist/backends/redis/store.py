@@ -4,8 +4,8 @@ Every thread is a small head hash plus a list of encoded messages, both
 hash-tagged by the thread ID so that they live in one cluster slot
 (:mod:`.layout`). A save is one ``EVALSHA`` of ``scripts/write.lua``:
 version check, append to (or rewrite of) the log, head and expiry, all
-atomic. A load is one ``MULTI``/``EXEC`` round trip. Two sorted sets serve
-``list_threads`` and ``purge_expired`` (:mod:`.index`).
+atomic. A load is one ``MULTI``/``EXEC`` round trip. Three sorted sets serve
+``list_threads``, ``iter_threads`` and ``purge_expired`` (:mod:`.index`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any, ContextManager, List, Optional, Sequence, Tuple
 from ...errors import AgentsPersistError, BackendUnavailableError
 from ...models import ThreadInfo
 from ...paging import Position
-from ...planning import PlannedWrite, PrefixMismatch, StoredThread, conflict_error, is_expired
+from ...planning import PlannedWrite, PrefixMismatch, StoredHead, StoredThread, Written, conflict_error, is_expired
 from ...store import Store
 from ...translate import translated
 from .client import DELETE, WRITE, RedisConnection, reply_text
 from .index import ThreadIndex
-from .layout import corrupt_head, optional_float, thread_keys
+from .layout import HEAD_FIELDS, corrupt_head, optional_float, parse_head, thread_keys
 
 __all__ = ["RedisStore", "STAGE_MIN_MESSAGES", "STAGE_TTL_MS"]
 
@@ -35,7 +35,7 @@ STAGE_MIN_MESSAGES = 32
 #: A staging list left behind by a client that died mid-save expires after this.
 STAGE_TTL_MS = 60_000
 #: Statuses of the save script (``scripts/write.lua``).
-_APPLIED, _CONFLICT, _MISMATCH, _BAD_STAGE = 1, 0, 2, 3
+_APPLIED, _CONFLICT, _MISMATCH, _BAD_STAGE, _DUPLICATE, _CORRUPT = 1, 0, 2, 3, 4, 5
 
 
 class RedisStore(Store):
@@ -65,17 +65,29 @@ class RedisStore(Store):
 
     # ------------------------------------------------------------------ errors and keys
 
-    def _classify(self, exc: Exception, thread_id: Optional[str] = None) -> Optional[AgentsPersistError]:
-        """Errors meaning "the server cannot serve now" become :class:`BackendUnavailableError`."""
+    def _classify(self, exc: Exception, thread_id: Optional[str], change: bool) -> Optional[AgentsPersistError]:
+        """Errors meaning "the server cannot serve now" become :class:`BackendUnavailableError`.
+
+        For a request that changes data (``change``), ``maybe_applied`` tells
+        whether it may have reached the server before the failure.
+        """
         if not self.connection.is_down(exc):
             return None
+        maybe_applied = change and self.connection.may_have_sent(exc)
+        if isinstance(exc, self.connection.redis.exceptions.InvalidResponse):
+            detail = f"it did not answer like a Redis server (wrong port?): {exc}"
+        else:
+            detail = f"{type(exc).__name__}: {reply_text(exc)}"
         return BackendUnavailableError(
-            f"Redis ({self.connection.where}) is unavailable: {type(exc).__name__}: {reply_text(exc)}", thread_id=thread_id
+            f"Redis ({self.connection.where}) is unavailable: {detail}"
+            + ("; the change may or may not have been applied" if maybe_applied else ""),
+            thread_id=thread_id,
+            maybe_applied=maybe_applied,
         )
 
-    def _translated(self, thread_id: Optional[str] = None) -> ContextManager[None]:
+    def _translated(self, thread_id: Optional[str] = None, *, change: bool = False) -> ContextManager[None]:
         """:func:`~agents_persist.translate.translated` with this store's classifier, naming ``thread_id``."""
-        return translated(lambda exc: self._classify(exc, thread_id))
+        return translated(lambda exc: self._classify(exc, thread_id, change))
 
     def _keys(self, thread_id: str) -> Tuple[str, str]:
         """Head and log keys of ``thread_id``."""
@@ -87,26 +99,35 @@ class RedisStore(Store):
         head_key, log_key = self._keys(thread_id)
         with self._translated(thread_id):
             pipe = self.connection.client().pipeline(transaction=True)
-            pipe.hmget(head_key, "v", "n", "d", "h", "u", "e")
+            pipe.hmget(head_key, *HEAD_FIELDS, "h")
             pipe.lrange(log_key, 0, -1)
             fields, messages = pipe.execute()
-        version, count, digest, head, updated_at, expires_at = fields
-        if version is None:
+        head = parse_head(thread_id, fields[:-1])
+        if head is None:
             return None
-        try:
-            return StoredThread(int(version), head, messages, int(count), digest, float(updated_at), optional_float(expires_at))
-        except (TypeError, ValueError) as exc:
-            raise corrupt_head(thread_id, exc) from exc
+        h = head
+        return StoredThread(
+            h.version, fields[-1], messages, h.message_count, h.digest, h.updated_at, h.expires_at, h.generation, h.applied
+        )
+
+    def read_head(self, thread_id: str) -> Optional[StoredHead]:
+        head_key, _ = self._keys(thread_id)
+        with self._translated(thread_id):
+            fields = self.connection.client().hmget(head_key, *HEAD_FIELDS)
+        return parse_head(thread_id, fields)
 
     def read_version(self, thread_id: str) -> int:
         head_key, _ = self._keys(thread_id)
         with self._translated(thread_id):
             version, expires_at = self.connection.client().hmget(head_key, "v", "e")
-        if version is None or is_expired(optional_float(expires_at)):
+        if version is None:
             return 0
-        return int(version)
+        try:
+            return 0 if is_expired(optional_float(expires_at)) else int(version)
+        except ValueError as exc:
+            raise corrupt_head(thread_id, exc) from exc
 
-    def write(self, thread_id: str, write: PlannedWrite) -> int:
+    def write(self, thread_id: str, write: PlannedWrite) -> Written:
         head_key, log_key = self._keys(thread_id)
         expires_at = write.expires_at
         updated_at = repr(write.updated_at)
@@ -123,47 +144,59 @@ class RedisStore(Store):
             math.ceil(expires_at * 1000) if expires_at is not None else "",
             thread_id,
         ]
+        expectations = (
+            "" if write.expected_generation is None else str(write.expected_generation),
+            str(write.new_generation),
+            "1" if write.keep_head else "",
+            "" if write.idempotency_key is None else "+" + write.idempotency_key,
+        )
         indexes = () if self.cluster else self.index.keys
-        with self._translated(thread_id):
-            status = None
+        with self._translated(thread_id, change=True):
+            reply = None
             if len(write.messages) >= STAGE_MIN_MESSAGES and not write.append_from:
-                status, version = self._write_staged(log_key, (head_key, log_key), indexes, args, write.messages)
-            if status is None or status == _BAD_STAGE:
+                staged_args = (*args, len(write.messages), *expectations)
+                reply = self._write_staged(log_key, (head_key, log_key), indexes, staged_args, write.messages)
+            if reply is None or int(reply[0]) == _BAD_STAGE:
                 # Only a rewrite builds its log aside; an append names the log as its (unused) stage.
                 stage = self._stage_key(log_key) if write.append_from is None else log_key
                 keys = (head_key, log_key, stage, *indexes)
-                status, version = self.connection.run(WRITE, keys, (*args, "", *write.messages))
+                reply = self.connection.run(WRITE, keys, (*args, "", *expectations, *write.messages))
+        status, version, generation = int(reply[0]), int(reply[1]), int(reply[2])
         if status == _CONFLICT:
-            raise conflict_error(thread_id, write.expected_version, int(version))
+            raise conflict_error(thread_id, write.expected_version, version, recreated=write.expected_version == version)
         if status == _MISMATCH:
             raise PrefixMismatch(thread_id)
+        if status == _CORRUPT:
+            raise corrupt_head(thread_id, ValueError("the applied idempotency keys do not parse"))
+        if status == _DUPLICATE:
+            return Written(version, generation, duplicate=True)
         if self.cluster:
             self.index.touch(thread_id, updated_at, expires)
-        return int(version)
+        return Written(version, generation)
 
     def _write_staged(
-        self, log_key: str, keys: Tuple[str, str], indexes: Sequence[str], args: List[Any], messages: List[bytes]
-    ) -> Tuple[Optional[int], int]:
+        self, log_key: str, keys: Tuple[str, str], indexes: Sequence[str], args: Sequence[Any], messages: List[bytes]
+    ) -> Optional[List[Any]]:
         """Push a whole new log to a staging list and run the save script on it, in one round trip.
 
         The script alone decides: it renames the staging list into place only
         if it holds exactly ``messages``, and deletes it otherwise. Returns its
-        (status, version); status None means the server lost its script
-        cache, and the caller then saves inline (which reloads the script).
+        reply; None means the server lost its script cache, and the caller
+        then saves inline (which reloads the script).
         """
         stage = self._stage_key(log_key)
         client = self.connection.client()
         pipe = client.pipeline(transaction=False)
         pipe.rpush(stage, *messages)
         pipe.pexpire(stage, STAGE_TTL_MS)
-        pipe.execute_command("EVALSHA", WRITE.sha, len(keys) + 1 + len(indexes), *keys, stage, *indexes, *args, len(messages))
+        pipe.execute_command("EVALSHA", WRITE.sha, len(keys) + 1 + len(indexes), *keys, stage, *indexes, *args)
         result = pipe.execute(raise_on_error=False)[-1]
         if isinstance(result, self.connection.redis.exceptions.NoScriptError):
             client.delete(stage)
-            return None, 0
+            return None
         if isinstance(result, Exception):
             raise result
-        return int(result[0]), int(result[1])
+        return result  # type: ignore[no-any-return]
 
     @staticmethod
     def _stage_key(log_key: str) -> str:
@@ -174,7 +207,7 @@ class RedisStore(Store):
         keys: Tuple[str, ...] = self._keys(thread_id)
         if not self.cluster:
             keys += self.index.keys
-        with self._translated(thread_id):
+        with self._translated(thread_id, change=True):
             result = self.connection.run(DELETE, keys, (repr(time.time()), thread_id))
         if self.cluster and len(result) > 1:
             self.index.forget(thread_id, result[1])
@@ -182,8 +215,12 @@ class RedisStore(Store):
 
     def list(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
         with self._translated():
-            return self.index.scan(prefix, limit, after, now)
+            return self.index.by_update(prefix, limit, after, now)
+
+    def scan(self, prefix: Optional[str], after: Optional[str], limit: int, now: float) -> List[ThreadInfo]:
+        with self._translated():
+            return self.index.by_id(prefix, after, limit, now)
 
     def purge(self, now: float) -> int:
-        with self._translated():
+        with self._translated(change=True):
             return self.index.purge(now)

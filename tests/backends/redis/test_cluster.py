@@ -72,7 +72,7 @@ def test_second_step_keeps_the_index_in_step_with_heads(
 ) -> None:
     tid = prefix + "idx"
     cp.save(tid, AgentStateSnapshot())
-    updated, expires = cp.store.index.keys
+    updated, expires, _ = cp.store.index.keys
     head_key = cp.store._keys(tid)[0]
     assert raw.zscore(updated, tid) == float(raw.hget(head_key, "u"))
     cp.save(tid, AgentStateSnapshot(metadata={"n": 2}), force=True)
@@ -103,7 +103,7 @@ def test_list_threads_repairs_what_a_crashed_writer_left(
     # A thread whose index step never happened reappears with its next save.
     raw.zrem(updated, ids[0])
     assert ids[0] not in [i.thread_id for i in cp.list_threads(prefix)]
-    cp.save(ids[0], AgentStateSnapshot(metadata={"again": 1}))
+    cp.save(ids[0], AgentStateSnapshot(metadata={"again": 1}), force=True)
     assert [i.thread_id for i in cp.list_threads(prefix)][0] == ids[0]
 
 
@@ -111,7 +111,7 @@ def test_expired_threads_leave_the_cluster_index(
     redis_cluster_spec: BackendSpec, raw: "redis.cluster.RedisCluster", prefix: str
 ) -> None:
     short = RedisCheckpointer.from_url(redis_cluster_spec.url, ttl=0.2)
-    updated, expires = short.store.index.keys
+    updated, expires, _ = short.store.index.keys
     try:
         for i in range(3):
             short.save(f"{prefix}gone-{i}", AgentStateSnapshot(messages=[AgentMessage.user("bye")]))

@@ -50,7 +50,12 @@ def test_list_threads_with_a_rare_prefix_reads_through_the_index(private_server:
             cp.save(f"other-{i:03d}", AgentStateSnapshot())
             if i % 100 == 0:
                 cp.save(f"rare-{i:03d}", AgentStateSnapshot())
-        assert [i.thread_id for i in cp.iter_threads("rare-", page_size=2)] == ["rare-200", "rare-100", "rare-000"]
+        first = cp.list_threads("rare-", limit=2)
+        assert first.next_cursor is not None
+        rest = cp.list_threads("rare-", limit=2, cursor=first.next_cursor)
+        assert [i.thread_id for i in [*first.threads, *rest.threads]] == ["rare-200", "rare-100", "rare-000"]
+        assert rest.next_cursor is None
+        assert [i.thread_id for i in cp.iter_threads("rare-", page_size=2)] == ["rare-000", "rare-100", "rare-200"]
         assert len(list(cp.iter_threads(page_size=1000))) == 303
     finally:
         cp.close()

@@ -109,9 +109,10 @@ def test_script_cache_flush_is_survived(private_server: RedisServer) -> None:
     cp = RedisCheckpointer.from_url(private_server.url)
     raw = redis.Redis.from_url(private_server.url)
     try:
-        assert cp.save("s", AgentStateSnapshot()) == 1
+        state = AgentStateSnapshot()
+        assert cp.save("s", state) == 1
         raw.script_flush()
-        assert cp.save("s", AgentStateSnapshot()) == 2
+        assert cp.save("s", state) == 2
         assert raw.script_exists(redis_client.WRITE.sha) == [True]
         assert cp.delete("s") is True
     finally:

@@ -232,7 +232,7 @@ def test_expired_threads_leave_the_index(private_server: RedisServer) -> None:
     short = RedisCheckpointer.from_url(private_server.url, ttl=0.2)
     keep = RedisCheckpointer.from_url(private_server.url)
     raw = redis.Redis.from_url(private_server.url)
-    updated, expires = short.store.index.keys
+    updated, expires, ids = short.store.index.keys
     try:
         for i in range(3):
             short.save(f"gone-{i}", AgentStateSnapshot())
@@ -241,18 +241,21 @@ def test_expired_threads_leave_the_index(private_server: RedisServer) -> None:
         # Listing skips them (Redis has dropped their keys) and removes their entries.
         assert [i.thread_id for i in keep.list_threads()] == ["kept"]
         assert raw.zrange(updated, 0, -1) == [b"kept"] and raw.zcard(expires) == 0
+        assert raw.zrange(ids, 0, -1) == [b"kept"]
 
         for i in range(3):
             short.save(f"gone-{i}", AgentStateSnapshot())
         time.sleep(0.35)
         assert keep.purge_expired() == 3
         assert raw.zrange(updated, 0, -1) == [b"kept"] and raw.zcard(expires) == 0
+        assert raw.zrange(ids, 0, -1) == [b"kept"]
 
         for i in range(3):
             short.save(f"gone-{i}", AgentStateSnapshot())
         time.sleep(0.35)
-        keep.save("kept", AgentStateSnapshot(metadata={"again": True}))  # a save sweeps expired entries on the way
+        keep.save("kept", AgentStateSnapshot(metadata={"again": True}), force=True)  # a save sweeps expired entries on the way
         assert raw.zrange(updated, 0, -1) == [b"kept"] and raw.zcard(expires) == 0
+        assert raw.zrange(ids, 0, -1) == [b"kept"]
         assert keep.purge_expired() == 0
     finally:
         short.close()

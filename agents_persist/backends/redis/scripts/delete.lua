@@ -1,14 +1,15 @@
 -- Delete one thread.
 --
--- KEYS: head, log [, index by update time, index by expiry: standalone only].
+-- KEYS: head, log [, index by update time, index by expiry, index by ID: standalone only].
 -- ARGV: [1] now, [2] thread ID.
 -- Returns {1 if it was live else 0, its updated_at or nothing if it had no head}.
 -- No literals or substitutions: this file is exactly what runs.
 local stored = redis.call('HMGET', KEYS[1], 'u', 'e')
 redis.call('DEL', KEYS[1], KEYS[2])
-if #KEYS == 4 then
+if #KEYS == 5 then
   redis.call('ZREM', KEYS[3], ARGV[2])
   redis.call('ZREM', KEYS[4], ARGV[2])
+  redis.call('ZREM', KEYS[5], ARGV[2])
 end
 if not stored[1] then
   return {0}

@@ -1,11 +1,12 @@
 -- Repair index entries found stale, each only if its score is still the one
 -- seen (so a concurrent save always wins).
 --
--- KEYS: index by update time, index by expiry.
--- ARGV: groups of four (op, thread ID, seen score, new score or ''):
---   'r' removes both entries if the update-time score is the seen one,
+-- KEYS: index by update time, index by expiry, index by ID.
+-- ARGV: groups of four (op, thread ID, seen score or '' for none, new score or ''):
+--   'r' removes all three entries if the update-time score is the seen one
+--       ('': if there is no update-time entry),
 --   's' sets that score,
---   'x' removes both entries if the expiry score is the seen one,
+--   'x' removes all three entries if the expiry score is the seen one,
 --   'e' sets or ('') removes the expiry entry.
 -- Returns {entries removed, entries changed in all}.
 -- No literals or substitutions: this file is exactly what runs.
@@ -15,11 +16,13 @@ for i = 1, #ARGV, 4 do
   local key = KEYS[1]
   if op == 'x' or op == 'e' then key = KEYS[2] end
   local current = redis.call('ZSCORE', key, member)
-  if current and tonumber(current) == seen then
+  local same = (current == false and seen == nil) or (current and tonumber(current) == seen)
+  if same then
     changed = changed + 1
     if op == 'r' or op == 'x' then
       redis.call('ZREM', KEYS[1], member)
       redis.call('ZREM', KEYS[2], member)
+      redis.call('ZREM', KEYS[3], member)
       removed = removed + 1
     elseif new == '' then
       redis.call('ZREM', key, member)
