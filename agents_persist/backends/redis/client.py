@@ -116,13 +116,16 @@ def _check_database(url: str) -> None:
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and the exceptions it was raised from or while handling."""
+    """``exc`` and every exception it was raised from or while handling, each once."""
     seen = set()
-    current: Optional[BaseException] = exc
-    while current is not None and id(current) not in seen:
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
 
 
 def _raised_before_sending(exc: BaseException, redis_dir: str) -> bool:
@@ -314,13 +317,16 @@ class RedisConnection:
         error reply, or the failure came while taking a pooled connection,
         connecting or in the handshake (no free connection, connection
         refused, connect timeout). A lost or late reply, a dropped
-        connection or a garbled answer leave it open. Errors raised while
-        redis-py handled such a failure (a cluster refreshing its slots)
-        count by the failure they handled.
+        connection or a garbled answer leave it open, also when redis-py
+        raised another error while handling one of them (a cluster
+        refreshing its slots). Socket errors redis-py wrapped in one of its
+        own count by the wrapper, whose traceback shows where it came from.
         """
+        exceptions = self.redis.exceptions
         return any(
-            isinstance(error, self._io_errors)
-            and not isinstance(error, self.redis.exceptions.ResponseError)
+            (error is exc or isinstance(error, exceptions.RedisError))
+            and isinstance(error, self._io_errors)
+            and not isinstance(error, exceptions.ResponseError)
             and not _raised_before_sending(error, self._redis_dir)
             for error in _chain(exc)
         )

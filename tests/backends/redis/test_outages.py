@@ -8,20 +8,22 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
-from typing import Any, List
+from typing import Any, Callable, List
 
 import pytest
 import redis
 
 import agents_persist.backends.redis.client as redis_client
 from agents_persist import (
+    AgentMessage,
     AgentStateSnapshot,
     BackendUnavailableError,
     RedisCheckpointer,
 )
-from tests.backends.redis.support import DEADLINE, FAST_TIMEOUT, increment, messages
+from tests.backends.redis.support import DEADLINE, FAST_TIMEOUT, FakeServer, increment, like_redis_until, messages
 from tests.servers import RedisServer
 
 # ---------------------------------------------------------------------- outages
@@ -127,13 +129,92 @@ def test_exhausted_pool_waits_at_most_the_timeout(private_server: RedisServer) -
         pool = cp.store.connection.client().connection_pool
         held = pool.get_connection()
         start = time.monotonic()
-        with pytest.raises(BackendUnavailableError):
+        with pytest.raises(BackendUnavailableError) as info:
             cp.load("p")
         assert 0.25 < time.monotonic() - start < 1.5
+        with pytest.raises(BackendUnavailableError) as info:
+            cp.save("p", AgentStateSnapshot(), force=True)
+        assert info.value.maybe_applied is False, "no connection was free: the save was never sent"
         pool.release(held)
         assert cp.load("p") is not None
     finally:
         cp.close()
+
+
+# ---------------------------------------------------------------------- maybe_applied
+
+
+def test_a_change_whose_reply_is_lost_may_have_been_applied(persistent_server: RedisServer) -> None:
+    """A change sent to a hung server times out with maybe_applied=True (and reads with False);
+    one whose connection could not even be set up with False. Repeating the append with its
+    idempotency key after the server resumed applies it exactly once."""
+    cp = RedisCheckpointer.from_url(persistent_server.url, timeout=0.5)
+    assert persistent_server.pid is not None
+    state = AgentStateSnapshot(messages=messages(2))
+    cp.save("m", state)
+    append: Callable[[], Any] = lambda: cp.append("m", [AgentMessage.user("once")], idempotency_key="job-1")  # noqa: E731
+    calls = {
+        "append": append,
+        "save": lambda: cp.save("m", state),
+        "delete": lambda: cp.delete("other"),
+        "load": lambda: cp.load("m"),
+        "get_version": lambda: cp.get_version("m"),
+    }
+    try:
+        for name, call in calls.items():
+            assert cp.get_version("warm") == 0  # leaves an open connection in the pool, used next
+            os.kill(persistent_server.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(BackendUnavailableError) as info:
+                    call()
+                assert info.value.maybe_applied is (name not in ("load", "get_version")), name
+                # The lost connection's replacement hangs in the handshake: this one never left.
+                with pytest.raises(BackendUnavailableError) as info:
+                    call()
+                assert info.value.maybe_applied is False, name
+            finally:
+                os.kill(persistent_server.pid, signal.SIGCONT)
+        version = append()
+        loaded = cp.load("m")
+        assert loaded is not None and loaded.version == version
+        assert [m.content for m in loaded.messages].count("once") == 1
+        assert append() == version
+    finally:
+        cp.close()
+
+
+def test_a_change_is_not_applied_when_the_server_refuses_the_connection() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cp = RedisCheckpointer(f"redis://127.0.0.1:{port}/0", timeout=FAST_TIMEOUT)
+    try:
+        for call in (
+            lambda: cp.save("r", AgentStateSnapshot()),
+            lambda: cp.append("r", [AgentMessage.user("x")]),
+            lambda: cp.delete("r"),
+        ):
+            with pytest.raises(BackendUnavailableError) as info:
+                call()
+            assert info.value.maybe_applied is False
+    finally:
+        cp.close()
+
+
+def test_a_change_is_maybe_applied_when_the_connection_drops_after_sending() -> None:
+    server = FakeServer(like_redis_until(b"EVALSHA"))
+    cp = RedisCheckpointer(server.url, timeout=FAST_TIMEOUT)
+    try:
+        with pytest.raises(BackendUnavailableError) as info:
+            cp.save("d", AgentStateSnapshot())
+        assert info.value.maybe_applied is True
+        assert any(command[0].upper() == b"EVALSHA" for command in server.received)
+        with pytest.raises(BackendUnavailableError) as info:
+            cp.delete("d")
+        assert info.value.maybe_applied is True
+    finally:
+        cp.close()
+        server.close()
 
 
 # ---------------------------------------------------------------------- fork safety
