@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import List, Optional
 
 import pytest
 import redis
@@ -15,6 +16,7 @@ from agents_persist import (
     RedisCheckpointer,
     from_url,
 )
+from tests.backends.redis.support import FakeServer, like_redis_until
 from tests.servers import RedisServer
 from tests.spec import BackendSpec
 
@@ -75,6 +77,52 @@ def test_bad_configuration_is_refused(redis_spec: BackendSpec) -> None:
     with pytest.raises(ConfigurationError):
         RedisCheckpointer("redis+cluster://127.0.0.1:7000/2")
     client.close()
+
+
+def test_a_database_that_is_not_a_number_is_refused_before_any_io(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_io(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no connection may be opened")
+
+    monkeypatch.setattr(redis.Connection, "connect", no_io)
+    for path in ("abc", "3/4", "-1", "%33x", "٣"):
+        with pytest.raises(ConfigurationError) as info:
+            RedisCheckpointer(f"redis://127.0.0.1:1/{path}")
+        assert "database" in str(info.value)
+        with pytest.raises(ConfigurationError):
+            from_url(f"redis://127.0.0.1:1/{path}?ttl=5")
+    RedisCheckpointer("redis://127.0.0.1:1/%33").close()  # "/3", quoted
+    RedisCheckpointer("redis://127.0.0.1:1/").close()
+
+
+@pytest.mark.parametrize("when", ["always", "after the handshake"])
+def test_a_server_that_is_not_redis_is_reported_as_unavailable(when: str) -> None:
+    """A redis:// URL that points at some other TCP server: typed errors, never redis-py's InvalidResponse."""
+    garbage = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+    handshake = like_redis_until(b"NO SUCH COMMAND")
+
+    def answer(command: List[bytes]) -> Optional[bytes]:
+        if when == "after the handshake" and command[0].upper() in (b"HELLO", b"CLIENT"):
+            return handshake(command)
+        return garbage
+
+    server = FakeServer(answer)
+    cp = from_url(server.url + "?timeout=2")
+    try:
+        for name, call in {
+            "load": lambda: cp.load("t"),
+            "save": lambda: cp.save("t", AgentStateSnapshot()),
+            "list_threads": lambda: cp.list_threads(),
+            "iter_threads": lambda: list(cp.iter_threads()),
+            "delete": lambda: cp.delete("t"),
+        }.items():
+            with pytest.raises(BackendUnavailableError) as info:
+                call()
+            assert "not answer like a Redis server" in str(info.value), name
+            changes = name in ("save", "delete")
+            assert info.value.maybe_applied is (changes and when == "after the handshake"), name
+    finally:
+        cp.close()
+        server.close()
 
 
 def test_given_client_is_used_and_never_closed(redis_spec: BackendSpec, prefix: str) -> None:
