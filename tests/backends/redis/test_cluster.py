@@ -8,6 +8,8 @@ cluster as backend ``redis_cluster``; these tests cover the rest.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Union
@@ -72,9 +74,9 @@ def test_second_step_keeps_the_index_in_step_with_heads(
 ) -> None:
     tid = prefix + "idx"
     cp.save(tid, AgentStateSnapshot())
-    updated, expires, _ = cp.store.index.keys
+    updated, expires, ids = cp.store.index.keys
     head_key = cp.store._keys(tid)[0]
-    assert raw.zscore(updated, tid) == float(raw.hget(head_key, "u"))
+    assert raw.zscore(updated, tid) == float(raw.hget(head_key, "u")) and raw.zscore(ids, tid) == 0
     cp.save(tid, AgentStateSnapshot(metadata={"n": 2}), force=True)
     assert raw.zscore(updated, tid) == float(raw.hget(head_key, "u"))
     # A late index step of an older save never moves the entry back.
@@ -82,7 +84,7 @@ def test_second_step_keeps_the_index_in_step_with_heads(
     cp.store.connection.run(redis_client.INDEX_TOUCH, cp.store.index.keys, (tid, repr(older), ""))
     assert raw.zscore(updated, tid) == float(raw.hget(head_key, "u"))
     assert cp.delete(tid) is True
-    assert raw.zscore(updated, tid) is None and raw.zscore(expires, tid) is None
+    assert raw.zscore(updated, tid) is None and raw.zscore(expires, tid) is None and raw.zscore(ids, tid) is None
 
 
 def test_list_threads_repairs_what_a_crashed_writer_left(
@@ -100,11 +102,16 @@ def test_list_threads_repairs_what_a_crashed_writer_left(
     assert [i.thread_id for i in cp.list_threads(prefix)] == [ids[3], ids[1], ids[0]]
     assert raw.zscore(updated, ids[1]) == truth[ids[1]]
     assert raw.zscore(updated, prefix + "ghost") is None and raw.zscore(updated, ids[2]) is None
+    assert [i.thread_id for i in cp.iter_threads(prefix)] == [ids[0], ids[1], ids[3]]
+    assert raw.zscore(cp.store.index.keys[2], ids[2]) is None
     # A thread whose index step never happened reappears with its next save.
     raw.zrem(updated, ids[0])
+    raw.zrem(cp.store.index.keys[2], ids[0])
     assert ids[0] not in [i.thread_id for i in cp.list_threads(prefix)]
+    assert ids[0] not in [i.thread_id for i in cp.iter_threads(prefix)]
     cp.save(ids[0], AgentStateSnapshot(metadata={"again": 1}), force=True)
     assert [i.thread_id for i in cp.list_threads(prefix)][0] == ids[0]
+    assert [i.thread_id for i in cp.iter_threads(prefix)][0] == ids[0]
 
 
 def test_expired_threads_leave_the_cluster_index(
@@ -201,6 +208,7 @@ def persistent_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
 
 def test_master_crash_and_restart(persistent_cluster: RedisCluster, caplog: pytest.LogCaptureFixture) -> None:
     cp = RedisCheckpointer.from_url(persistent_cluster.url, timeout=FAST_TIMEOUT)
+    probe = RedisCheckpointer.from_url(persistent_cluster.url, timeout=FAST_TIMEOUT, key_prefix="probe:")
     raw = redis.cluster.RedisCluster(host="127.0.0.1", port=persistent_cluster.ports[0])
     try:
         ids = [f"t{i}" for i in range(12)]
@@ -212,7 +220,22 @@ def test_master_crash_and_restart(persistent_cluster: RedisCluster, caplog: pyte
         elsewhere = [t for t in ids if t not in on_victim]
         assert on_victim and elsewhere
 
+        # A save sent to a hung master may have run; one that cannot connect has not.
+        # (Under a key prefix of their own: the first may land once the master resumes.)
+        probe_id = next(f"p{i}" for i in range(1000) if node_port_of(raw, probe.store._keys(f"p{i}")[0]) == victim_port)
+        probe.save(probe_id, AgentStateSnapshot(), force=True)  # opens a connection to the victim
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(BackendUnavailableError) as info:
+                probe.save(probe_id, AgentStateSnapshot(metadata={"lost": True}), force=True)
+            assert info.value.maybe_applied is True
+        finally:
+            os.kill(victim.pid, signal.SIGCONT)
         victim.kill()
+        with pytest.raises(BackendUnavailableError) as info:
+            probe.save(probe_id, AgentStateSnapshot(metadata={"refused": True}), force=True)
+        assert info.value.maybe_applied is False
         failures: List[float] = []
         for tid in on_victim:
             start = time.monotonic()
@@ -236,4 +259,5 @@ def test_master_crash_and_restart(persistent_cluster: RedisCluster, caplog: pyte
         assert all(i.message_count == 4 for i in cp.list_threads())
     finally:
         raw.close()
+        probe.close()
         cp.close()

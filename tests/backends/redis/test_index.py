@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
 import redis
 
+import agents_persist.backends.redis.client as redis_client
 import agents_persist.backends.redis.index as redis_index
 from agents_persist import (
     AgentStateSnapshot,
@@ -88,6 +90,89 @@ def test_list_threads_never_shows_deleted_threads(cp: RedisCheckpointer, raw: "r
     assert raw.zscore(cp.store.index.keys[0], prefix + "3") is None
 
 
+# ---------------------------------------------------------------------- iter_threads and the index by ID
+
+
+def test_iter_threads_walks_by_utf8_id_across_batches_and_prefixes(cp: RedisCheckpointer, prefix: str) -> None:
+    names = ["b", "é", "a", "ab", "z", "😀", "A", "a~", "aa", "ä", "a b"]
+    for name in names:
+        cp.save(prefix + name, AgentStateSnapshot(messages=messages(1)))
+    expected = sorted(prefix + name for name in names)
+    assert expected == sorted(expected, key=lambda tid: tid.encode("utf-8"))  # str order is UTF-8 byte order
+    for page_size in (1, 3, 100):
+        assert [i.thread_id for i in cp.iter_threads(prefix, page_size=page_size)] == expected
+    under_a = [t for t in expected if t.startswith(prefix + "a")]
+    assert [i.thread_id for i in cp.iter_threads(prefix + "a", page_size=2)] == under_a
+    assert list(cp.iter_threads(prefix + "nothing-here")) == []
+    page = cp.store.scan(prefix, prefix + "a", 3, time.time())
+    assert [i.thread_id for i in page] == [t for t in expected if t > prefix + "a"][:3]
+    assert [i.message_count for i in page] == [1, 1, 1]
+
+
+def test_iter_threads_trusts_heads_and_repairs_the_index(cp: RedisCheckpointer, raw: "redis.Redis", prefix: str) -> None:
+    updated, _, ids = cp.store.index.keys
+    live = [prefix + str(i) for i in range(3)]
+    for tid in live:
+        cp.save(tid, AgentStateSnapshot())
+    raw.zadd(ids, {prefix + "0ghost": 0})  # an entry without a thread
+    raw.zadd(ids, {prefix + "1ghost": 0})
+    raw.zadd(updated, {prefix + "1ghost": 5.0})  # ... with an update-time entry too
+    raw.delete(*cp.store._keys(live[2]))  # removed behind the library's back
+    assert [i.thread_id for i in cp.iter_threads(prefix, page_size=1)] == live[:2]
+    for gone in (prefix + "0ghost", prefix + "1ghost", live[2]):
+        assert raw.zscore(ids, gone) is None and raw.zscore(updated, gone) is None
+    assert [raw.zscore(ids, tid) for tid in live[:2]] == [0, 0]
+
+
+def test_an_index_repair_never_removes_what_a_save_since_recorded(cp: RedisCheckpointer, raw: "redis.Redis", prefix: str) -> None:
+    """The repair of an ID entry names the update-time score it saw before reading the head (none: '')."""
+    keys = cp.store.index.keys
+    tid = prefix + "raced"
+    raw.zadd(keys[2], {tid: 0})
+    raw.zadd(keys[0], {tid: 7.0})  # a save recorded itself after the walk saw no update-time entry
+    cp.store.connection.run(redis_client.INDEX_FIX, keys, ("r", tid, "", ""))
+    assert raw.zscore(keys[2], tid) == 0
+    cp.store.connection.run(redis_client.INDEX_FIX, keys, ("r", tid, "6.0", ""))
+    assert raw.zscore(keys[2], tid) == 0
+    cp.store.connection.run(redis_client.INDEX_FIX, keys, ("r", tid, "7.0", ""))
+    assert raw.zscore(keys[2], tid) is None and raw.zscore(keys[0], tid) is None
+
+
+def test_threads_saved_before_the_index_by_id_are_found(
+    private_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Threads saved by an older version have no ID entry: the first walk copies them from the index by update time."""
+    cp = RedisCheckpointer.from_url(private_server.url)
+    raw = redis.Redis.from_url(private_server.url)
+    try:
+        old = [f"old-{i:04d}" for i in range(5000)]
+        for tid in old[:50]:
+            cp.save(tid, AgentStateSnapshot())
+        updated, _, ids = cp.store.index.keys
+        scores = dict(raw.zrange(updated, 0, -1, withscores=True))
+        # The rest as an older version left them: head, log and update-time entry only.
+        pipe = raw.pipeline()
+        for tid in old[50:]:
+            pipe.hset(cp.store._keys(tid)[0], mapping={"v": 1, "n": 0, "d": bytes(16), "h": b"\x01\x80", "u": "1.5"})
+            pipe.zadd(updated, {tid: 1.5})
+        pipe.delete(ids)
+        pipe.execute()
+        assert len(scores) == 50
+        cp.save("new", AgentStateSnapshot())
+        with caplog.at_level(logging.INFO, logger="agents_persist.backends.redis"):
+            walked = [i.thread_id for i in cp.iter_threads(page_size=700)]
+        assert walked == sorted([*old, "new"])
+        assert raw.zcard(ids) == raw.zcard(updated) == len(old) + 1
+        assert sum("index by thread ID" in r.getMessage() for r in caplog.records) == 1
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="agents_persist.backends.redis"):
+            assert len(list(cp.iter_threads("old-00"))) == 100
+        assert not caplog.records, "a complete index is not copied again"
+    finally:
+        cp.close()
+        raw.close()
+
+
 # ---------------------------------------------------------------------- damaged data
 
 
@@ -109,7 +194,7 @@ def test_corrupt_head_raises_corrupt_snapshot_error(cp: RedisCheckpointer, raw: 
     tid = prefix + "corrupt"
     cp.save(tid, AgentStateSnapshot())
     raw.hset(cp.store._keys(tid)[0], "n", "many")
-    for call in (lambda: cp.load(tid), lambda: cp.list_threads(prefix)):
+    for call in (lambda: cp.load(tid), lambda: cp.list_threads(prefix), lambda: list(cp.iter_threads(prefix))):
         with pytest.raises(CorruptSnapshotError) as info:
             call()
         assert info.value.thread_id == tid

@@ -192,7 +192,8 @@ def test_corrupt_applied_keys_are_reported(store: RedisStore, thread: Tuple[str,
     assert store.write(thread_id, _unchecked("k")).version == 1
     client.hset(keys[0], "a", b"1:99:short")
     before = stored_state(client, keys)
-    for call in (lambda: store.read(thread_id), lambda: store.read_head(thread_id), lambda: store.write(thread_id, _unchecked("j"))):
+    calls = (lambda: store.read(thread_id), lambda: store.read_head(thread_id), lambda: store.write(thread_id, _unchecked("j")))
+    for call in calls:
         with pytest.raises(CorruptSnapshotError) as info:
             call()
         assert info.value.thread_id == thread_id
