@@ -1,7 +1,7 @@
 """RedisCheckpointer: threads in Redis or Redis Cluster, one atomic Lua script per save.
 
 The package: ``store.py`` (:class:`RedisStore`, the primitives), ``index.py``
-(the list/expiry index), ``client.py`` (the redis-py client and script
+(the indexes by update time, expiry and ID), ``client.py`` (the redis-py client and script
 calls), ``layout.py`` (key names) and ``scripts/*.lua`` (what runs in Redis).
 Importing it never imports redis-py.
 """
@@ -120,32 +120,39 @@ class RedisCheckpointer(Checkpointer):
     exactly the thread ID)::
 
         agents:{<id>}:head        hash: v (version), n (message count), d (digest),
-                                  h (todos/interrupt/metadata), u (updated_at), e (expires_at)
+                                  h (todos/interrupt/metadata), u (updated_at), e (expires_at),
+                                  g (generation), a (applied idempotency keys)
         agents:{<id>}:log         list of encoded messages, in order
         agents:{%index}:updated   sorted set: thread ID -> updated_at (for list_threads)
         agents:{%index}:expires   sorted set: thread ID -> expires_at (threads with a TTL)
+        agents:{%index}:ids       sorted set: thread ID -> 0, walked by ID (for iter_threads)
 
     A whole new log of many messages is first pushed to a staging list in the
     thread's slot (same round trip), which the save script renames into place.
 
     Limits:
 
-    * The two index sets live in their own slot. On a standalone server the
+    * The index sets live in their own slot. On a standalone server the
       save script updates them atomically; in Redis Cluster a second round
       trip after the save does (a save is then two round trips), and
-      ``list_threads`` checks every entry against the thread's head, skips
-      deleted or expired threads and repairs stale entries. A process dying
-      between the two steps leaves a thread out of ``list_threads`` until its
-      next save.
+      ``list_threads`` and ``iter_threads`` check every entry against the
+      thread's head, skip deleted or expired threads and repair stale
+      entries. A process dying between the two steps leaves a new thread out
+      of both until its next save.
+    * Threads saved before the index by ID existed are copied into it by
+      the first ``iter_threads`` that notices (it compares the sizes of the
+      update-time and ID indexes on every page).
     * ``list_threads`` with a ``prefix`` filters on the client: it may read
       the whole index. Use one ``key_prefix`` per tenant to keep indexes small.
     * Expired threads vanish from Redis by themselves; their index entries go
       as saves pass by (standalone), when ``list_threads`` meets them, or by
       :meth:`purge_expired`, which clusters with a TTL should call now and then.
     * TTL and expiry checks use the clients' clocks; keep them in sync (NTP).
-    * A call that fails with :class:`BackendUnavailableError` after sending
-      a save may or may not have stored it (the reply was lost): load to see.
-      redis-py's own retries are off so that no call outlives ``timeout``.
+    * A change that fails with :class:`BackendUnavailableError` after its
+      request may have reached the server carries ``maybe_applied=True``: it
+      may or may not be stored (the reply was lost). Repeat it with its
+      ``idempotency_key``, or load to see. redis-py's own retries are off so
+      that no call outlives ``timeout``.
     * Use a ``maxmemory-policy`` of ``noeviction`` or ``volatile-*``: evicting
       a thread's log but not its head would lose messages (a save then
       rewrites the log, a load raises :class:`CorruptSnapshotError`).
