@@ -110,8 +110,9 @@ class DynamoDbCheckpointer(Checkpointer):
     deletes them only eventually.
 
     Layout: partition key ``thread_id`` (S), sort key ``sk`` (S). The head
-    item (``sk = "H"``) holds version, message count, digest, the encoded
-    todos/interrupt/metadata and timestamps; messages live in chunk items
+    item (``sk = "H"``) holds version, generation, message count, digest,
+    the encoded todos/interrupt/metadata, timestamps and the last 32
+    idempotency keys applied; messages live in chunk items
     (``sk = "c<run>:<seq>"``) that pack many encoded messages, up to
     350,000 bytes each, so a 1,000-message thread saved at once is one or
     two items. An append adds one small chunk item; every 32 appends are
@@ -129,14 +130,17 @@ class DynamoDbCheckpointer(Checkpointer):
     * ``list_threads`` queries the sparse index ``list_index`` (default
       ``agents_persist_recent``): eventually consistent, a just-saved thread
       may appear a moment later. ``list_index=None`` scans the table instead:
-      strongly consistent but O(table) per call.
+      strongly consistent but O(table) per call. ``iter_threads`` pages
+      through one ``Scan`` in the table's own order (by a hash of the
+      thread ID on AWS, not by ID), each thread once.
     * With ``ttl``, chunk items get a TTL of one extra ``ttl`` period; a
       thread saved for longer than that is rewritten once per period so that
       DynamoDB never expires chunks of a live thread.
     * IAM: ``GetItem``, ``Query``, ``PutItem`` (also what
       ``TransactWriteItems`` is authorized by), ``DeleteItem`` and
       ``BatchWriteItem`` on the table; ``Query`` on the index; ``Scan``
-      for ``purge_expired`` (and for listing without an index);
+      for ``iter_threads`` and ``purge_expired`` (and for listing without
+      an index);
       ``CreateTable``, ``DescribeTable``, ``DescribeTimeToLive`` and
       ``UpdateTimeToLive`` for ``create_table=True``.
 

@@ -5,13 +5,22 @@ settings (or wraps one the caller passed in), runs every API call through
 :func:`~agents_persist.translate.translated` with :meth:`DynamoDbClient.classify`,
 and drops inherited connections in a forked child through
 :mod:`agents_persist.runtime.forking`. Importing this module never imports boto3.
+
+It also tells whether a failed call may have changed the table: botocore
+reports every HTTP attempt of a call (its retries too) on the
+``needs-retry`` event, and an attempt that failed before its request was
+sent (connection refused, connect timeout) cannot have; any other failure
+(a read timeout, a connection closed while waiting, a 5xx answer) may have.
+A :class:`~agents_persist.errors.BackendUnavailableError` from a call that
+commits (:data:`COMMITTING_OPERATIONS`) carries ``maybe_applied`` accordingly.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from functools import partial
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from ...errors import AgentsPersistError, BackendUnavailableError, ConfigurationError, SnapshotTooLargeError
 from ...runtime import forking
@@ -19,7 +28,7 @@ from ...translate import translated
 from ...urls import redact_url
 from .layout import PK, SK
 
-__all__ = ["DynamoDbClient", "error_code", "require_boto3"]
+__all__ = ["DynamoDbClient", "COMMITTING_OPERATIONS", "error_code", "maybe_applied_once", "require_boto3"]
 
 _ACCESS_CODES = frozenset(
     {
@@ -42,6 +51,7 @@ _UNAVAILABLE_CODES = frozenset(
         "TransactionInProgressException",
     }
 )
+_MAYBE = {True: " (the request may have been applied)", False: ""}
 #: The IAM action each client call needs (TransactWriteItems is authorized per item: PutItem).
 IAM_ACTIONS = {
     "get_item": "GetItem",
@@ -56,6 +66,44 @@ IAM_ACTIONS = {
     "describe_time_to_live": "DescribeTimeToLive",
     "update_time_to_live": "UpdateTimeToLive",
 }
+
+
+#: The calls that can commit a save or a delete (the conditional write of a head item). The others read,
+#: or write chunk items no committed head lists yet: a failure of those never changes what a load returns.
+COMMITTING_OPERATIONS = frozenset({"put_item", "delete_item", "transact_write_items"})
+
+
+def _status(exc: Any) -> int:
+    """The HTTP status of a botocore ``ClientError``."""
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _may_have_reached(exc: Optional[BaseException], status: int) -> bool:
+    """Whether an attempt that failed with ``exc`` (or got HTTP ``status``) may have been applied by DynamoDB."""
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ProxyConnectionError
+
+    if exc is not None:
+        # Only these are raised before a byte of the request was sent; an SSL error may come mid-stream.
+        return not isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError))
+    return status >= 500
+
+
+@contextmanager
+def maybe_applied_once(landed: Callable[[], bool], thread_id: str) -> Iterator[None]:
+    """Make a ``BackendUnavailableError`` say ``maybe_applied`` once ``landed()``: an earlier request may have been applied.
+
+    For example, a commit whose first attempt's answer was lost and whose
+    retry found its condition failed (our own first attempt may have
+    landed): if a later request of the same save fails, its error must not
+    claim that nothing was written.
+    """
+    try:
+        yield
+    except BackendUnavailableError as exc:
+        if exc.maybe_applied or not landed():
+            raise
+        message = f"{exc} (an earlier request may have been applied)"
+        raise BackendUnavailableError(message, thread_id=thread_id, maybe_applied=True) from exc
 
 
 def require_boto3() -> None:
@@ -113,8 +161,12 @@ class DynamoDbClient:
         self._session_args = {name: value for name, value in session_args.items() if value is not None}
         self.region_name: Optional[str] = session_args.get("region_name") if client is None else client.meta.region_name
         self._owns_client = client is None
-        self._client: Any = client
+        self._client: Any = None
         self._mutex = threading.Lock()
+        self._calls = threading.local()  # .reached: an attempt of this thread's current call may have been applied
+        self._hook_id = f"agents_persist-{id(self)}"
+        if client is not None:
+            self._client = self._hooked(client)
         forking.register(self)
 
     def describe(self) -> str:
@@ -131,8 +183,23 @@ class DynamoDbClient:
             return client
         with self._mutex:
             if self._client is None:
-                self._client = self._build()
+                self._client = self._hooked(self._build())
             return self._client
+
+    def _hooked(self, client: Any) -> Any:
+        """``client`` with this object's hook on its ``needs-retry`` event (once per client and object)."""
+        client.meta.events.register("needs-retry.dynamodb", self._on_attempt, unique_id=self._hook_id)
+        return client
+
+    def _on_attempt(self, caught_exception: Optional[BaseException] = None, response: Any = None, **_: Any) -> None:
+        """After every HTTP attempt: note whether it may have been applied (returns None: botocore decides on retries)."""
+        status = int(getattr(response[0], "status_code", 0) or 0) if response else 0
+        if _may_have_reached(caught_exception, status):
+            self._calls.reached = True
+
+    def maybe_reached(self) -> bool:
+        """Whether an attempt of this thread's last call may have been applied without a definite answer."""
+        return bool(getattr(self._calls, "reached", False))
 
     def _build(self) -> Any:
         import boto3
@@ -157,6 +224,7 @@ class DynamoDbClient:
     def call(self, operation: str, expect: Tuple[str, ...] = (), **kwargs: Any) -> Dict[str, Any]:
         """Run one client call; driver errors become the library's, except ``ClientError`` codes in ``expect``."""
         client = self.get()
+        self._calls.reached = False
         with translated(partial(self.classify, operation, expect)):
             return getattr(client, operation)(**kwargs)  # type: ignore[no-any-return]
 
@@ -174,17 +242,22 @@ class DynamoDbClient:
         table = self.table_name
         if isinstance(exc, ClientError):
             code = error_code(exc)
-            return None if code in expect else self._client_error(action, code, exc)
+            applied = operation in COMMITTING_OPERATIONS and (self.maybe_reached() or _may_have_reached(None, _status(exc)))
+            return None if code in expect else self._client_error(action, code, exc, applied)
+        applied = operation in COMMITTING_OPERATIONS and (self.maybe_reached() or _may_have_reached(exc, 0))
         if isinstance(exc, (ConnectionError, HTTPClientError)):
             where = redact_url(self.endpoint_url) if self.endpoint_url else f"region {self.region_name}"
-            return BackendUnavailableError(f"DynamoDB ({where}) did not answer {action} on table {table!r}: {type(exc).__name__}")
+            return BackendUnavailableError(
+                f"DynamoDB ({where}) did not answer {action} on table {table!r}: {type(exc).__name__}{_MAYBE[applied]}",
+                maybe_applied=applied,
+            )
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return ConfigurationError(f"no usable AWS credentials for DynamoDB table {table!r}: {exc}")
         return None
 
-    def _client_error(self, action: str, code: str, exc: Any) -> AgentsPersistError:
+    def _client_error(self, action: str, code: str, exc: Any, applied: bool) -> AgentsPersistError:
         message = str(exc.response.get("Error", {}).get("Message", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        status = _status(exc)
         table = self.table_name
         if code == "ResourceNotFoundException":
             return ConfigurationError(
@@ -197,7 +270,9 @@ class DynamoDbClient:
                 f"dynamodb:{action} on it ({code}: {message[:300]})"
             )
         if code in _UNAVAILABLE_CODES or status >= 500:
-            return BackendUnavailableError(f"DynamoDB {action} on table {table!r} failed: {code}: {message}")
+            return BackendUnavailableError(
+                f"DynamoDB {action} on table {table!r} failed: {code}: {message}{_MAYBE[applied]}", maybe_applied=applied
+            )
         if code == "ValidationException" and "size" in message.lower():
             return SnapshotTooLargeError(f"DynamoDB refused an item of table {table!r}: {message}")
         if code == "ValidationException":
@@ -208,11 +283,13 @@ class DynamoDbClient:
         return AgentsPersistError(f"DynamoDB {action} on table {table!r} failed: {code}: {message}")
 
     def close(self) -> None:
-        """Close the client if this object built it (a caller's client stays open)."""
+        """Close the client if this object built it (a caller's client stays open, without our hook)."""
         if self._owns_client:
             client, self._client = self._client, None
             if client is not None:
                 client.close()
+        elif self._client is not None:
+            self._client.meta.events.unregister("needs-retry.dynamodb", unique_id=self._hook_id)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: never touch the parent's sockets."""

@@ -13,7 +13,11 @@ One table, partition key ``thread_id`` (S), sort key ``sk`` (S):
   big to sit inline), ``u`` updated_at and ``x`` expires_at (exact floats),
   a write token ``w`` that changes on every save (the compare-and-set
   target), the log's runs ``r``, ``k`` the earliest TTL of the log's chunk
-  items, ``ls`` the listing shard, and the TTL attribute;
+  items, ``ls`` the listing shard, the TTL attribute, the thread's
+  generation ``g`` (random per incarnation; absent on heads written before
+  it existed, read as 0) and ``a``, the idempotency keys it applied with the
+  version each produced (:func:`~agents_persist.codec.encode_applied`, at
+  most 32, absent when none);
 * **chunk** items (``sk = "c<run>:<seq>"``): ``p``, a slice of a run's
   message stream, plus the TTL attribute.
 
@@ -32,7 +36,7 @@ import struct
 import zlib
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from ...codec import EMPTY_DIGEST
+from ...codec import EMPTY_DIGEST, decode_applied, encode_applied
 from ...errors import CorruptSnapshotError, SnapshotTooLargeError
 
 __all__ = [
@@ -90,10 +94,13 @@ A_RUNS = "r"
 A_KEEP = "k"
 A_SHARD = "ls"
 A_PAYLOAD = "p"
+A_GENERATION = "g"
+A_APPLIED = "a"
 
 #: Attribute names of the layout, which ``ttl_attribute`` must not reuse.
 RESERVED_ATTRIBUTES = frozenset(
-    {PK, SK, A_VERSION, A_COUNT, A_DIGEST, A_HEAD, A_HEAD_RUN, A_UPDATED, A_EXPIRES, A_TOKEN, A_RUNS, A_KEEP, A_SHARD, A_PAYLOAD}
+    {PK, SK, A_VERSION, A_COUNT, A_DIGEST, A_HEAD, A_HEAD_RUN, A_UPDATED, A_EXPIRES, A_TOKEN, A_RUNS, A_KEEP, A_SHARD}
+    | {A_PAYLOAD, A_GENERATION, A_APPLIED}
 )
 
 #: A save that writes chunks outside a transaction must commit within this many seconds ...
@@ -116,7 +123,7 @@ class Run(NamedTuple):
 
 
 class HeadState(NamedTuple):
-    """What a head item says (``inline_head`` dropped when cached)."""
+    """What a head item says (``inline_head`` dropped when cached, unless small)."""
 
     token: str
     version: int
@@ -129,6 +136,8 @@ class HeadState(NamedTuple):
     keep_until: Optional[int]
     head_run: Optional[Run]
     inline_head: Optional[bytes]
+    generation: int = 0
+    applied: Tuple[Tuple[str, int], ...] = ()
 
     def all_runs(self) -> List[Run]:
         """Every run this head references: the log's and the spilled head's."""
@@ -318,6 +327,8 @@ def head_from_item(item: Item, thread_id: str) -> HeadState:
             keep_until=int(item[A_KEEP]["N"]) if A_KEEP in item else None,
             head_run=head_run,
             inline_head=bytes(item[A_HEAD]["B"]) if A_HEAD in item else None,
+            generation=int(item[A_GENERATION]["N"]) if A_GENERATION in item else 0,
+            applied=decode_applied(bytes(item[A_APPLIED]["B"]), thread_id) if A_APPLIED in item else (),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise CorruptSnapshotError(
@@ -348,4 +359,8 @@ def head_item(thread_id: str, head: HeadState, *, ttl_attribute: str, shard: int
         item[A_HEAD_RUN] = {"S": encode_runs([head.head_run], False)}
     if head.inline_head is not None:
         item[A_HEAD] = {"B": head.inline_head}
+    if head.generation:
+        item[A_GENERATION] = {"N": str(head.generation)}
+    if head.applied:
+        item[A_APPLIED] = {"B": encode_applied(head.applied)}
     return item

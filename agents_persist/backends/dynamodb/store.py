@@ -2,30 +2,42 @@
 
 The layout is in :mod:`.layout`, the planning and sending of a save's items
 in :mod:`.writes`, table set-up and listing reads in :mod:`.table`, the
-boto3 client in :mod:`.client`. This module holds the store's primitives.
+boto3 client in :mod:`.client`, the heads this process last saw in
+:mod:`.cache`. This module holds the store's primitives.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
 from functools import partial
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Tuple
+
+import msgspec
 
 from ...codec import EMPTY_DIGEST
-from ...errors import AgentsPersistError, BackendUnavailableError, ConflictError, CorruptSnapshotError
+from ...errors import AgentsPersistError, ConflictError, CorruptSnapshotError
 from ...models import ThreadInfo
 from ...paging import Position, thread_info
-from ...planning import Decision, PlannedWrite, PrefixMismatch, StoredThread, enforce_precondition, is_expired, precondition
+from ...planning import (
+    Applied,
+    Decision,
+    PlannedWrite,
+    PrefixMismatch,
+    StoredHead,
+    StoredThread,
+    Written,
+    enforce_precondition,
+    is_expired,
+    precondition,
+)
 from ...store import Store
 from . import table, writes
-from .client import DynamoDbClient
+from .cache import HeadCache
+from .client import DynamoDbClient, maybe_applied_once
 from .layout import (
     A_EXPIRES,
     A_HEAD_RUN,
-    A_PAYLOAD,
     A_RUNS,
     A_TOKEN,
     A_VERSION,
@@ -33,9 +45,7 @@ from .layout import (
     PK,
     SK,
     HeadState,
-    Item,
     Run,
-    chunk_prefix,
     head_from_item,
     item_key,
     pack_messages,
@@ -52,46 +62,20 @@ logger = logging.getLogger(__name__)
 
 #: Conditional-write attempts of one save before giving up with ConflictError.
 WRITE_ATTEMPTS = 12
-#: Consistent reads of one load before giving up while the thread keeps being rewritten.
-READ_ATTEMPTS = 12
-HEAD_CACHE_SIZE = 4096
+#: What :meth:`DynamoDbStore._decide` answers for a write to apply (a duplicate's version is >= 1).
+_APPLY = 0
 
 
-class _Cached(NamedTuple):
-    head: Optional[HeadState]
-    orphans: Tuple[str, ...]
+def _scalars(head: Optional[HeadState]) -> Tuple[int, int, bytes, int, Applied]:
+    """What :func:`~agents_persist.planning.precondition` takes of a live head (None: missing or expired)."""
+    if head is None:
+        return (0, 0, EMPTY_DIGEST, 0, ())
+    return (head.version, head.message_count, head.digest, head.generation, head.applied)
 
 
-class HeadCache:
-    """The heads (and known orphaned chunk keys) this process last saw, a hint saves start from.
-
-    Never trusted for correctness: every save is conditional on the head's
-    write token, and a failed condition returns the real head.
-    """
-
-    def __init__(self, size: int = HEAD_CACHE_SIZE) -> None:
-        self._size = size
-        self._heads: "OrderedDict[str, _Cached]" = OrderedDict()
-        self._mutex = threading.Lock()
-
-    def get(self, thread_id: str) -> Optional[_Cached]:
-        """What was last seen of ``thread_id``, if anything."""
-        with self._mutex:
-            return self._heads.get(thread_id)
-
-    def remember(self, thread_id: str, head: Optional[HeadState], orphans: Sequence[str] = ()) -> None:
-        """Keep ``head`` (without its inline head blob) and the orphaned chunk keys found."""
-        if head is not None and head.inline_head is not None:
-            head = head._replace(inline_head=None)
-        with self._mutex:
-            self._heads[thread_id] = _Cached(head, tuple(orphans))
-            self._heads.move_to_end(thread_id)
-            if len(self._heads) > self._size:
-                self._heads.popitem(last=False)
-
-    def _after_fork_in_child(self) -> None:
-        # Keep the contents (still valid hints), not a mutex a parent thread may hold.
-        self._mutex = threading.Lock()
+def _infos(rows: Iterable[HeadRow]) -> List[ThreadInfo]:
+    """The public rows of listed or scanned head items."""
+    return [thread_info(row.thread_id, row.version, row.updated_at, row.message_count, row.expires_at) for row in rows]
 
 
 class DynamoDbStore(Store):
@@ -136,55 +120,31 @@ class DynamoDbStore(Store):
         return None if item is None else head_from_item(item, thread_id)
 
     def read(self, thread_id: str) -> Optional[StoredThread]:
-        seen_token: Optional[str] = None
-        for _ in range(READ_ATTEMPTS):
-            head_item: Optional[Item] = None
-            chunks: Dict[str, bytes] = {}
-            for item in table.query_partition(self.client, thread_id):
-                sk = item[SK]["S"]
-                if sk == HEAD_SK:
-                    head_item = item
-                elif A_PAYLOAD in item:
-                    chunks[sk] = item[A_PAYLOAD]["B"]
-            now = time.time()
-            head = head_from_item(head_item, thread_id) if head_item is not None else None
-            orphans = stale_chunks(chunks, head, now)
-            if head is None or is_expired(head.expires_at, now):
-                self._heads.remember(thread_id, head, orphans)
-                return None
-            try:
-                stream = b"".join([chunks[sk] for sk in run_keys(head.runs)])
-                if head.inline_head is not None:
-                    head_blob = head.inline_head
-                elif head.head_run is not None:
-                    head_blob = b"".join([chunks[sk] for sk in run_keys([head.head_run])])
-                else:
-                    raise CorruptSnapshotError(f"thread {thread_id!r}: the head item holds no head", thread_id=thread_id)
-            except KeyError as missing:
-                # Read committed, not snapshot: a concurrent save may have replaced the head and
-                # removed its old chunks between our pages. The same head twice means real damage.
-                if head.token == seen_token:
-                    raise CorruptSnapshotError(
-                        f"thread {thread_id!r}: chunk item {missing.args[0]!r} listed by version {head.version} is missing",
-                        thread_id=thread_id,
-                    ) from None
-                seen_token = head.token
-                continue
-            messages = unpack_messages(stream, head.message_count, thread_id)
-            self._heads.remember(thread_id, head, orphans)
-            return StoredThread(
-                version=head.version,
-                head=head_blob,
-                messages=messages,
-                message_count=head.message_count,
-                digest=head.digest,
-                updated_at=head.updated_at,
-                expires_at=head.expires_at,
-            )
-        raise BackendUnavailableError(
-            f"thread {thread_id!r} was rewritten during each of {READ_ATTEMPTS} consistent reads; try again",
-            thread_id=thread_id,
+        found = table.read_thread(self.client, thread_id)
+        self._heads.remember(thread_id, found.head, found.orphans)
+        head = found.head
+        if head is None or found.head_blob is None:
+            return None
+        return StoredThread(
+            version=head.version,
+            head=found.head_blob,
+            messages=unpack_messages(found.stream, head.message_count, thread_id),
+            message_count=head.message_count,
+            digest=head.digest,
+            updated_at=head.updated_at,
+            expires_at=head.expires_at,
+            generation=head.generation,
+            applied=head.applied,
         )
+
+    def read_head(self, thread_id: str) -> Optional[StoredHead]:
+        """One consistent ``GetItem`` of the head item (remembered: a save or an append starts from it)."""
+        head = self._get_head(thread_id)
+        self._heads.remember(thread_id, head, self._heads.orphans(thread_id))
+        if head is None:
+            return None
+        h = head
+        return StoredHead(h.version, h.message_count, h.digest, h.updated_at, h.expires_at, h.generation, h.applied)
 
     def read_version(self, thread_id: str) -> int:
         page = self.client.call(
@@ -203,23 +163,14 @@ class DynamoDbStore(Store):
 
     def _read_run(self, thread_id: str, run: Run) -> bytes:
         """The stream of one run; raises StaleHead if its chunks are gone (the head moved on)."""
-        items = table.query_partition(
-            self.client,
-            thread_id,
-            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :run)",
-            ExpressionAttributeNames={"#sk": SK},
-            ExpressionAttributeValues={":run": {"S": chunk_prefix(run.run_id)}},
-        )
-        chunks = {item[SK]["S"]: item[A_PAYLOAD]["B"] for item in items if A_PAYLOAD in item}
-        try:
-            return b"".join([chunks[sk] for sk in run_keys([run])])
-        except KeyError:
-            raise StaleHead(None) from None
+        stream = table.read_run(self.client, thread_id, run)
+        if stream is None:
+            raise StaleHead(None)
+        return stream
 
     # ------------------------------------------------------------------ writes
 
-    def write(self, thread_id: str, write: PlannedWrite) -> int:
-        now = write.updated_at
+    def write(self, thread_id: str, write: PlannedWrite) -> Written:
         stream = pack_messages(write.messages)
         cached = self._heads.get(thread_id)
         orphans: Tuple[str, ...] = ()
@@ -233,49 +184,73 @@ class DynamoDbStore(Store):
             head, fresh = self._get_head(thread_id), True
         scratch = Scratch()
         try:
-            for _ in range(WRITE_ATTEMPTS):
-                live = head is not None and not is_expired(head.expires_at, now)
-                if not self._may_apply(thread_id, write, head if live else None, fresh):
-                    head, fresh = self._get_head(thread_id), True  # the cached head may be stale
-                    continue
-                plan = None
-                try:
-                    read_run = partial(self._read_run, thread_id)
-                    plan = self.planner.plan(thread_id, write, head, live, stream, scratch, read_run)
-                    writes.commit(self.client, thread_id, plan, head, live, now, scratch)
-                except StaleHead as stale:
-                    head = head_from_item(stale.item, thread_id) if stale.item else self._get_head(thread_id)
-                    fresh = True
-                    if plan is None or head is None or head.token != plan.head.token:
-                        continue
-                    # botocore retried a request whose first attempt had committed (its
-                    # response was lost): the head found is our own write, so this save landed.
-                scratch.committed = True
-                self._heads.remember(thread_id, plan.head)
-                kept = {run.run_id for run in plan.head.all_runs()}
-                unused = [run for run in scratch.written.values() if run.run_id not in kept]
-                self._collect(thread_id, plan.garbage + unused, orphans)
-                return plan.head.version
-            raise ConflictError(
-                f"thread {thread_id!r}: gave up after {WRITE_ATTEMPTS} attempts, other writers kept changing it",
-                thread_id=thread_id,
-                expected_version=write.expected_version,
-                actual_version=head.version if head is not None else 0,
-            )
+            with maybe_applied_once(lambda: scratch.maybe_committed, thread_id):
+                return self._write(thread_id, write, head, fresh, stream, orphans, scratch)
         finally:
             if not scratch.committed and scratch.written:
                 self._collect(thread_id, scratch.written.values(), ())
 
-    def _may_apply(self, thread_id: str, write: PlannedWrite, live: Optional[HeadState], fresh: bool) -> bool:
+    def _write(
+        self,
+        thread_id: str,
+        write: PlannedWrite,
+        head: Optional[HeadState],
+        fresh: bool,
+        stream: bytes,
+        orphans: Tuple[str, ...],
+        scratch: Scratch,
+    ) -> Written:
+        """The attempts of :meth:`write`, starting from ``head`` (``fresh``: just read, not cached)."""
+        now = write.updated_at
+        for _ in range(WRITE_ATTEMPTS):
+            live = head is not None and not is_expired(head.expires_at, now)
+            verdict = self._decide(thread_id, write, head if live else None, fresh)
+            if verdict is None:
+                head, fresh = self._get_head(thread_id), True  # the cached head may be stale
+                continue
+            if verdict != _APPLY:
+                assert head is not None  # only a live head has applied keys
+                return Written(verdict, head.generation, duplicate=True)
+            plan = None
+            try:
+                planned = self._keeping_head(thread_id, write, head, fresh) if write.keep_head and head and live else write
+                if planned is None:
+                    head, fresh = self._get_head(thread_id), True  # the cached head lacks its blob
+                    continue
+                read_run = partial(self._read_run, thread_id)
+                plan = self.planner.plan(thread_id, planned, head, live, stream, scratch, read_run)
+                writes.commit(self.client, thread_id, plan, head, live, now, scratch)
+            except StaleHead as stale:
+                head = head_from_item(stale.item, thread_id) if stale.item else self._get_head(thread_id)
+                fresh = True
+                if plan is None or head is None or head.token != plan.head.token:
+                    continue  # re-decide on the head found: it may make this write a conflict or a duplicate
+                # botocore retried a request whose first attempt had committed (its
+                # response was lost): the head found is our own write, so this save landed.
+            scratch.committed = True
+            self._heads.remember(thread_id, plan.head)
+            kept = {run.run_id for run in plan.head.all_runs()}
+            unused = [run for run in scratch.written.values() if run.run_id not in kept]
+            self._collect(thread_id, plan.garbage + unused, orphans)
+            return Written(plan.head.version, plan.head.generation)
+        raise ConflictError(
+            f"thread {thread_id!r}: gave up after {WRITE_ATTEMPTS} attempts, other writers kept changing it",
+            thread_id=thread_id,
+            expected_version=write.expected_version,
+            actual_version=head.version if head is not None else 0,
+        )
+
+    def _decide(self, thread_id: str, write: PlannedWrite, live: Optional[HeadState], fresh: bool) -> Optional[int]:
         """Check :func:`~agents_persist.planning.precondition` on the live head ``live`` (None: missing or expired).
 
-        False if it fails on a cached head (read it again); on a ``fresh``
-        one raise ``ConflictError`` or ``PrefixMismatch``. A valid append
-        onto a log that needs packing anew (too many runs, chunk TTLs too
-        short) also raises ``PrefixMismatch``: the checkpointer then
-        plans a rewrite.
+        Returns ``_APPLY`` (0), or the version a duplicate's idempotency key
+        produced, or None if the check fails on a cached head (read it
+        again). On a ``fresh`` head a failure raises ``ConflictError`` or
+        ``PrefixMismatch``. A valid append onto a log that needs packing anew
+        (too many runs, chunk TTLs too short) also raises ``PrefixMismatch``:
+        the checkpointer then plans a rewrite.
         """
-        scalars = (live.version, live.message_count, live.digest) if live is not None else (0, 0, EMPTY_DIGEST)
+        scalars = _scalars(live)
         decision = precondition(write, *scalars)
         repack = (
             decision is Decision.APPLY
@@ -284,11 +259,29 @@ class DynamoDbStore(Store):
             and self.planner.needs_rewrite(live, write)
         )
         if decision is Decision.APPLY and not repack:
-            return True
+            return _APPLY
         if not fresh:
-            return False
-        enforce_precondition(thread_id, write, *scalars)
+            return None
+        duplicate = enforce_precondition(thread_id, write, *scalars)
+        if duplicate is not None:
+            return duplicate
         raise PrefixMismatch(thread_id)
+
+    def _keeping_head(self, thread_id: str, write: PlannedWrite, head: HeadState, fresh: bool) -> Optional[PlannedWrite]:
+        """``write`` carrying the head blob ``head`` stores (``keep_head``); None if a cached head lacks it.
+
+        The blob belongs to the head's write token, on which the commit is
+        conditional; a spilled blob's run is read (``StaleHead`` if it is gone).
+        """
+        if head.inline_head is not None:
+            blob = head.inline_head
+        elif head.head_run is not None:
+            blob = self._read_run(thread_id, head.head_run)
+        elif fresh:
+            raise CorruptSnapshotError(f"thread {thread_id!r}: the head item holds no head", thread_id=thread_id)
+        else:
+            return None
+        return msgspec.structs.replace(write, head=blob)
 
     def _collect(self, thread_id: str, runs: Iterable[Run], extra_keys: Iterable[str]) -> None:
         """Delete chunk items no committed head references any more; failures only cost space."""
@@ -319,8 +312,12 @@ class DynamoDbStore(Store):
         return True
 
     def delete(self, thread_id: str) -> bool:
-        cached = self._heads.get(thread_id)
-        known_orphans = cached.orphans if cached is not None else ()
+        landed: List[bool] = []  # non-empty once a delete request may have been applied
+        with maybe_applied_once(lambda: bool(landed), thread_id):
+            return self._delete(thread_id, landed)
+
+    def _delete(self, thread_id: str, landed: List[bool]) -> bool:
+        known_orphans = self._heads.orphans(thread_id)
         names = {"#pk": PK, "#sk": SK, "#w": A_TOKEN, "#v": A_VERSION, "#x": A_EXPIRES, "#r": A_RUNS, "#hr": A_HEAD_RUN}
         for _ in range(WRITE_ATTEMPTS):
             items = table.query_partition(
@@ -334,8 +331,11 @@ class DynamoDbStore(Store):
                 self._heads.remember(thread_id, None)
                 self._collect(thread_id, [], [*stale, *known_orphans])
                 return False
-            if not self._delete_head_if_unchanged(thread_id, head) and self._get_head(thread_id) is not None:
-                continue  # saved meanwhile: delete what is there now
+            if not self._delete_head_if_unchanged(thread_id, head):
+                if self.client.maybe_reached():
+                    landed.append(True)
+                if self._get_head(thread_id) is not None:
+                    continue  # saved meanwhile: delete what is there now
             # Deleted: by us, or by our own request retried by botocore after a lost response.
             self._heads.remember(thread_id, None)
             self._collect(thread_id, head.all_runs(), [*stale, *known_orphans])
@@ -355,9 +355,20 @@ class DynamoDbStore(Store):
         if after is not None:
             rows = [row for row in rows if (row.updated_at, row.thread_id) < after]
         rows.sort(key=lambda row: (row.updated_at, row.thread_id), reverse=True)
-        return [
-            thread_info(row.thread_id, row.version, row.updated_at, row.message_count, row.expires_at) for row in rows[:limit]
-        ]
+        return _infos(rows[:limit])
+
+    def scan(self, prefix: Optional[str], after: Optional[str], limit: int, now: float) -> List[ThreadInfo]:
+        """Up to ``limit`` live threads in the table's own ``Scan`` order, strictly after thread ``after`` in it.
+
+        That order is DynamoDB's (by a hash of the thread ID), not by ID: a
+        ``Scan`` cannot walk the partitions in key order. It is stable all
+        the same (a save rewrites a head item in place; a thread created
+        again lands where it was), and ``after`` resumes the ``Scan`` right
+        after that thread's head item (as ``ExclusiveStartKey``, which need
+        not exist any more), so paging by the last thread ID returned sees
+        every thread that exists for the whole walk exactly once.
+        """
+        return _infos(table.scan_heads(self.client, prefix, now, expired=False, after=after, limit=limit))
 
     def purge(self, now: float) -> int:
         purged = 0

@@ -2,9 +2,10 @@
 
 :func:`create_table` sets up a development table (on-demand billing, the
 listing index, TTL enabled) and checks the key schema of an existing one;
-:func:`query_partition` reads a thread's item collection;
-:func:`list_shard` and :func:`scan_heads` find head items for listing and
-purging, through the sparse global secondary index or by scanning.
+:func:`query_partition` reads a thread's item collection, :func:`read_thread`
+one committed version of it whole;
+:func:`list_shard` and :func:`scan_heads` find head items for listing,
+walking and purging, through the sparse global secondary index or by scanning.
 """
 
 from __future__ import annotations
@@ -13,16 +14,50 @@ import logging
 import time
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
-from ...errors import BackendUnavailableError, ConfigurationError
+from ...errors import BackendUnavailableError, ConfigurationError, CorruptSnapshotError
 from ...paging import Position
+from ...planning import is_expired
 from .client import DynamoDbClient
-from .layout import A_COUNT, A_EXPIRES, A_SHARD, A_UPDATED, A_VERSION, HEAD_SK, PK, SK, Item
+from .layout import (
+    A_COUNT,
+    A_EXPIRES,
+    A_PAYLOAD,
+    A_SHARD,
+    A_UPDATED,
+    A_VERSION,
+    HEAD_SK,
+    PK,
+    SK,
+    HeadState,
+    Item,
+    Run,
+    chunk_prefix,
+    head_from_item,
+    item_key,
+    run_keys,
+    stale_chunks,
+)
 
-__all__ = ["create_table", "query_partition", "list_shard", "scan_heads", "HeadRow", "TABLE_READY_TIMEOUT"]
+__all__ = [
+    "create_table",
+    "query_partition",
+    "read_thread",
+    "read_run",
+    "list_shard",
+    "scan_heads",
+    "HeadRow",
+    "Collection",
+    "TABLE_READY_TIMEOUT",
+    "READ_ATTEMPTS",
+]
 
 logger = logging.getLogger(__name__)
 
 TABLE_READY_TIMEOUT = 120.0
+#: Consistent reads of one load before giving up while the thread keeps being rewritten.
+READ_ATTEMPTS = 12
+#: Items a bounded head scan evaluates per request at least (heads and chunks alike).
+SCAN_PAGE_ITEMS = 100
 
 
 class HeadRow(NamedTuple):
@@ -155,6 +190,78 @@ def query_partition(client: DynamoDbClient, thread_id: str, **extra: Any) -> Lis
     return [item for page in _pages(client, "query", request) for item in page.get("Items", [])]
 
 
+class Collection(NamedTuple):
+    """One committed version of a thread as a load read it."""
+
+    head: Optional[HeadState]  # None: no head item
+    head_blob: Optional[bytes]  # None: no live thread (missing or expired)
+    stream: bytes  # the message stream of the runs the head lists
+    orphans: List[str]  # chunk items a crashed writer left behind
+
+
+def read_thread(client: DynamoDbClient, thread_id: str) -> Collection:
+    """The thread's items by one paginated consistent ``Query``, read again while a rewrite removes their chunks.
+
+    Raises:
+        CorruptSnapshotError: The same head lists chunks that are missing twice.
+        BackendUnavailableError: Each of :data:`READ_ATTEMPTS` reads met a concurrent rewrite.
+    """
+    seen_token: Optional[str] = None
+    for _ in range(READ_ATTEMPTS):
+        head_item: Optional[Item] = None
+        chunks: Dict[str, bytes] = {}
+        for item in query_partition(client, thread_id):
+            sk = item[SK]["S"]
+            if sk == HEAD_SK:
+                head_item = item
+            elif A_PAYLOAD in item:
+                chunks[sk] = item[A_PAYLOAD]["B"]
+        now = time.time()
+        head = head_from_item(head_item, thread_id) if head_item is not None else None
+        orphans = stale_chunks(chunks, head, now)
+        if head is None or is_expired(head.expires_at, now):
+            return Collection(head, None, b"", orphans)
+        try:
+            stream = b"".join([chunks[sk] for sk in run_keys(head.runs)])
+            if head.inline_head is not None:
+                head_blob = head.inline_head
+            elif head.head_run is not None:
+                head_blob = b"".join([chunks[sk] for sk in run_keys([head.head_run])])
+            else:
+                raise CorruptSnapshotError(f"thread {thread_id!r}: the head item holds no head", thread_id=thread_id)
+        except KeyError as missing:
+            # Read committed, not snapshot: a concurrent save may have replaced the head and
+            # removed its old chunks between our pages. The same head twice means real damage.
+            if head.token == seen_token:
+                raise CorruptSnapshotError(
+                    f"thread {thread_id!r}: chunk item {missing.args[0]!r} listed by version {head.version} is missing",
+                    thread_id=thread_id,
+                ) from None
+            seen_token = head.token
+            continue
+        return Collection(head, head_blob, stream, orphans)
+    raise BackendUnavailableError(
+        f"thread {thread_id!r} was rewritten during each of {READ_ATTEMPTS} consistent reads; try again",
+        thread_id=thread_id,
+    )
+
+
+def read_run(client: DynamoDbClient, thread_id: str, run: Run) -> Optional[bytes]:
+    """The stream of one run; None if its chunks are gone (a later head no longer lists it)."""
+    items = query_partition(
+        client,
+        thread_id,
+        KeyConditionExpression="#pk = :pk AND begins_with(#sk, :run)",
+        ExpressionAttributeNames={"#sk": SK},
+        ExpressionAttributeValues={":run": {"S": chunk_prefix(run.run_id)}},
+    )
+    chunks = {item[SK]["S"]: item[A_PAYLOAD]["B"] for item in items if A_PAYLOAD in item}
+    try:
+        return b"".join([chunks[sk] for sk in run_keys([run])])
+    except KeyError:
+        return None
+
+
 def list_shard(
     client: DynamoDbClient,
     index: str,
@@ -207,8 +314,20 @@ def list_shard(
     return rows
 
 
-def scan_heads(client: DynamoDbClient, prefix: Optional[str], now: float, expired: bool) -> List[HeadRow]:
-    """Scan the whole table for head items (O(table)); live ones, or with ``expired`` the expired ones."""
+def scan_heads(
+    client: DynamoDbClient,
+    prefix: Optional[str],
+    now: float,
+    expired: bool,
+    after: Optional[str] = None,
+    limit: Optional[int] = None,
+) -> List[HeadRow]:
+    """Head items in the table's ``Scan`` order: live ones, or with ``expired`` the expired ones.
+
+    The whole table (O(table)) unless ``limit`` stops it at that many rows;
+    ``after`` starts right after that thread's head item in the ``Scan``
+    order (by partition-key hash, stable while items come and go).
+    """
     names = {"#pk": PK, "#sk": SK, "#v": A_VERSION, "#n": A_COUNT, "#u": A_UPDATED, "#x": A_EXPIRES}
     values: Dict[str, Dict[str, str]] = {":head": {"S": HEAD_SK}, ":now": {"N": repr(now)}}
     filters = "#sk = :head AND " + ("#x <= :now" if expired else "(attribute_not_exists(#x) OR #x > :now)")
@@ -223,4 +342,13 @@ def scan_heads(client: DynamoDbClient, prefix: Optional[str], now: float, expire
         "ExpressionAttributeValues": values,
         "ConsistentRead": True,
     }
-    return [head_row(item) for page in _pages(client, "scan", request) for item in page.get("Items", [])]
+    if after is not None:
+        request["ExclusiveStartKey"] = item_key(after, HEAD_SK)
+    if limit is not None:
+        request["Limit"] = min(max(limit, SCAN_PAGE_ITEMS), 1000)  # items evaluated per page, chunks included
+    rows: List[HeadRow] = []
+    for page in _pages(client, "scan", request):
+        rows += map(head_row, page.get("Items", []))
+        if limit is not None and len(rows) >= limit:
+            return rows[:limit]  # the next walk resumes after the last of these, not after the page
+    return rows

@@ -14,10 +14,11 @@ import math
 import random
 import secrets
 import time
+from functools import partial
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from ...errors import AgentsPersistError, BackendUnavailableError, SnapshotTooLargeError
-from ...planning import PlannedWrite
+from ...planning import PlannedWrite, record_applied
 from . import layout
 from .client import DynamoDbClient, error_code
 from .layout import (
@@ -82,12 +83,26 @@ class Plan(NamedTuple):
 
 
 class Scratch:
-    """Runs one save wrote outside a transaction; reused by its retries, deleted unless committed."""
+    """Runs one save wrote outside a transaction; reused by its retries, deleted unless committed.
+
+    ``maybe_committed`` is set once a commit request may have been applied
+    although its call ended in a refusal (an earlier attempt's answer was
+    lost): an error the save raises later must then say ``maybe_applied``.
+    """
 
     def __init__(self) -> None:
-        self.reusable: Dict[str, Tuple[Run, List[Item]]] = {}
+        self.reusable: Dict[str, Tuple[bytes, Run, List[Item]]] = {}
         self.written: Dict[str, Run] = {}
         self.committed = False
+        self.maybe_committed = False
+
+    def run_for(self, role: str, data: bytes, make: Callable[[], Tuple[Run, List[Item]]]) -> Tuple[Run, List[Item]]:
+        """The run an earlier attempt of this save made for ``data`` in ``role`` ("data", "head"), else ``make()``."""
+        found = self.reusable.get(role)
+        if found is None or found[0] != data:
+            found = (data, *make())
+            self.reusable[role] = found
+        return found[1], found[2]
 
 
 class WritePlanner:
@@ -222,9 +237,10 @@ class WritePlanner:
         if head is not None and head.head_run is not None:
             garbage.append(head.head_run)
 
+        version = (head.version if head is not None and live else 0) + 1
         new_head = HeadState(
             token=secrets.token_hex(8),
-            version=(head.version if head is not None and live else 0) + 1,
+            version=version,
             message_count=write.message_count,
             digest=write.digest,
             updated_at=write.updated_at,
@@ -234,12 +250,15 @@ class WritePlanner:
             keep_until=keep_until if runs else None,
             head_run=None,
             inline_head=write.head,
+            generation=head.generation if head is not None and live else write.new_generation,
+            applied=record_applied(head.applied if head is not None and live else (), write.idempotency_key, version),
         )
         head_item = self.head_item(thread_id, new_head)
         if item_size(head_item) > HEAD_ITEM_TARGET_BYTES:
             # The encoded head is too big to sit inline: it gets a run of its own, rewritten per save.
-            head_run, run_items = scratch.reusable.get("head") or self.new_run(thread_id, write.head, now, chunk_ttl)
-            scratch.reusable["head"] = (head_run, run_items)
+            head_run, run_items = scratch.run_for(
+                "head", write.head, partial(self.new_run, thread_id, write.head, now, chunk_ttl)
+            )
             items += run_items
             new_runs.append(head_run)
             new_head = new_head._replace(head_run=head_run, inline_head=None)
@@ -257,11 +276,7 @@ class WritePlanner:
         self, thread_id: str, stream: bytes, now: float, chunk_ttl: Optional[int], scratch: Scratch
     ) -> Tuple[Run, List[Item]]:
         """A sealed run holding exactly this save's new messages, reused by the save's retries."""
-        found = scratch.reusable.get("data")
-        if found is None:
-            found = self.new_run(thread_id, stream, now, chunk_ttl)
-            scratch.reusable["data"] = found
-        return found
+        return scratch.run_for("data", stream, partial(self.new_run, thread_id, stream, now, chunk_ttl))
 
 
 def head_condition(base: Optional[HeadState], live: bool, now: float) -> Tuple[str, Dict[str, str], Dict[str, Dict[str, str]]]:
@@ -293,7 +308,7 @@ def commit(
         head_put["ExpressionAttributeValues"] = values
     if plan.transactional and plan.items:
         actions = [{"Put": {"TableName": client.table_name, "Item": item}} for item in plan.items]
-        _transact(client, actions + [{"Put": head_put}])
+        _transact(client, actions + [{"Put": head_put}], scratch)
         return
     if plan.items:
         # Too big for one transaction: fresh runs first (invisible until the head lists them).
@@ -303,6 +318,7 @@ def commit(
     try:
         client.call("put_item", expect=(_CONDITION_FAILED,), **head_put)
     except ClientError as exc:
+        scratch.maybe_committed |= client.maybe_reached()
         raise StaleHead(exc.response.get("Item")) from None
 
 
@@ -317,7 +333,7 @@ def _check_deadline(thread_id: str, scratch: Scratch) -> None:
             )
 
 
-def _transact(client: DynamoDbClient, actions: List[Dict[str, Any]]) -> None:
+def _transact(client: DynamoDbClient, actions: List[Dict[str, Any]], scratch: Scratch) -> None:
     """One ``TransactWriteItems``; a failed head condition raises :class:`StaleHead`, conflicts are retried."""
     from botocore.exceptions import ClientError
 
@@ -327,6 +343,7 @@ def _transact(client: DynamoDbClient, actions: List[Dict[str, Any]]) -> None:
             client.call("transact_write_items", expect=(_TRANSACTION_CANCELED, _TRANSACTION_CONFLICT), TransactItems=actions)
             return
         except ClientError as exc:
+            scratch.maybe_committed |= client.maybe_reached()
             reasons = exc.response.get("CancellationReasons") or []
             codes = [str(reason.get("Code") or "None") for reason in reasons]
             if reasons and codes[-1] == "ConditionalCheckFailed":

@@ -173,6 +173,7 @@ def test_readers_never_see_a_mix_while_another_instance_rewrites(dynamodb_spec: 
                         messages=[AgentMessage.user(f"{tag}:{i}|" + "y" * 100_000) for i in range(count)],
                         metadata={"recipe": [[tag, count]]},
                     ),
+                    force=True,
                 )
         except BaseException as exc:  # pragma: no cover - reported below
             failures.append(exc)

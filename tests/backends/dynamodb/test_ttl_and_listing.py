@@ -91,10 +91,39 @@ def test_listing_by_scan_matches_listing_by_index(dynamodb_spec: BackendSpec, pr
             by_index.save(tid, AgentStateSnapshot(messages=[AgentMessage.user("x")] * len(tid)))
         expected = list(reversed(ids))
         for cp in (by_index, by_scan):
-            assert [info.thread_id for info in cp.iter_threads(prefix, page_size=2)] == expected
+            pages, cursor = [], None
+            while True:
+                page = cp.list_threads(prefix, limit=2, cursor=cursor)
+                pages += [info.thread_id for info in page.threads]
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            assert pages == expected
         assert [i.message_count for i in by_scan.list_threads(prefix).threads] == [len(t) for t in expected]
     finally:
         for tid in ids:
             by_index.delete(tid)
         by_index.close()
         by_scan.close()
+
+
+def test_iter_threads_walks_the_tables_scan_order_and_resumes_after_a_deleted_thread(
+    dynamodb_checkpointer: Any, dynamodb_client: Any, table: str, prefix: str
+) -> None:
+    """The walk is DynamoDB's ``Scan`` order (moto's happens to be by key; AWS's is by hash): compare with a raw Scan."""
+    cp, walk = dynamodb_checkpointer, prefix + "walk-"
+    for i in range(9):
+        cp.save(f"{walk}{i:02d}", AgentStateSnapshot(messages=[AgentMessage.user("x" * 1000)] * i))
+    request: Dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    raw = []
+    while True:
+        page = dynamodb_client.scan(**request)
+        raw += [i["thread_id"]["S"] for i in page["Items"] if i["sk"]["S"] == "H" and i["thread_id"]["S"].startswith(walk)]
+        if "LastEvaluatedKey" not in page:
+            break
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    assert len(raw) == 9 and [info.thread_id for info in cp.iter_threads(walk, page_size=2)] == raw
+    first = cp.store.scan(walk, None, 3, time.time())
+    assert cp.delete(first[-1].thread_id)
+    rest = cp.store.scan(walk, first[-1].thread_id, 100, time.time())
+    assert [info.thread_id for info in first + rest] == raw, "the walk resumes after a thread deleted meanwhile"
