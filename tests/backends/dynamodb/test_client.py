@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 import pytest
 
@@ -97,25 +99,36 @@ def test_dead_endpoint_raises_backend_unavailable_quickly_and_recovers(own_moto:
         cp.close()
 
 
-def _lose_first_response(cp: Any, operation: str) -> Dict[str, bool]:
-    """Make the first ``operation`` request reach the server but lose its response, so botocore retries it."""
-    from botocore.exceptions import ReadTimeoutError
+def _script_requests(cp: Any, operation: str, outcomes: List[str]) -> List[str]:
+    """Make the next ``operation`` requests fail as ``outcomes`` says, in order; later ones pass.
+
+    ``"lost"``: the request reaches the server but its response never arrives (a read timeout);
+    ``"refused"``: it fails before anything is sent (connection refused). Returns the outcomes left.
+    """
+    from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
     session = cp.store.client.get()._endpoint.http_session
     original = session.send
-    armed = {"armed": True}
+    pending = list(outcomes)
 
     def send(request: Any) -> Any:
-        response = original(request)  # the server applies it...
         target = request.headers.get("X-Amz-Target", b"")
         target = target.decode() if isinstance(target, bytes) else target
-        if armed["armed"] and target.endswith("." + operation):
-            armed["armed"] = False
-            raise ReadTimeoutError(endpoint_url=request.url)  # ...but the reply never arrives
-        return response
+        if not pending or not target.endswith("." + operation):
+            return original(request)
+        outcome = pending.pop(0)
+        if outcome == "refused":
+            raise EndpointConnectionError(endpoint_url=request.url, error="refused by the test")
+        original(request)  # the server applies it...
+        raise ReadTimeoutError(endpoint_url=request.url)  # ...but the reply never arrives
 
     session.send = send
-    return armed
+    return pending
+
+
+def _lose_first_response(cp: Any, operation: str) -> List[str]:
+    """Make the first ``operation`` request reach the server but lose its response, so botocore retries it."""
+    return _script_requests(cp, operation, ["lost"])
 
 
 def test_update_whose_write_was_retried_after_a_lost_response_applies_once(
@@ -131,7 +144,7 @@ def test_update_whose_write_was_retried_after_a_lost_response_applies_once(
         state.messages.append(AgentMessage.assistant("reply"))
 
     result = dynamodb_checkpointer.update(tid, reply)
-    assert not armed["armed"], "the lost response was not simulated"
+    assert not armed, "the lost response was not simulated"
     assert len(calls) == 1 and result.version == 2
     stored = dynamodb_checkpointer.load(tid)
     assert stored is not None and [m.content for m in stored.messages] == ["m0", "reply"] and stored.version == 2
@@ -144,6 +157,75 @@ def test_delete_whose_request_was_retried_after_a_lost_response_removes_everythi
     dynamodb_checkpointer.save(tid, AgentStateSnapshot(messages=[AgentMessage.user(str(i)) for i in range(5)]))
     armed = _lose_first_response(dynamodb_checkpointer, "DeleteItem")
     assert dynamodb_checkpointer.delete(tid) is True
-    assert not armed["armed"], "the lost response was not simulated"
+    assert not armed, "the lost response was not simulated"
     assert not dynamodb_checkpointer.exists(tid)
     assert raw_items(dynamodb_client, table, tid) == [], "chunk items were left behind"
+
+
+# ---------------------------------------------------------------------------------------------- maybe_applied
+
+
+def test_a_write_whose_answer_was_lost_and_whose_retries_were_refused_may_have_been_applied(
+    dynamodb_checkpointer: Any, prefix: str
+) -> None:
+    """botocore raises the last attempt's error (refused), but the first attempt reached DynamoDB."""
+    cp, tid = dynamodb_checkpointer, prefix + "maybe"
+    cp.append(tid, [AgentMessage.user("m0")])
+    left = _script_requests(cp, "TransactWriteItems", ["lost", "refused", "refused"])
+    with pytest.raises(BackendUnavailableError) as raised:
+        cp.append(tid, [AgentMessage.user("m1")], idempotency_key="turn-1")
+    assert not left and raised.value.maybe_applied and "may have been applied" in str(raised.value)
+    assert cp.append(tid, [AgentMessage.user("m1")], idempotency_key="turn-1") == 2, "the retry applies it once"
+    stored = cp.load(tid)
+    assert stored is not None and [m.content for m in stored.messages] == ["m0", "m1"] and stored.version == 2
+    _script_requests(cp, "DeleteItem", ["lost", "refused", "refused"])
+    with pytest.raises(BackendUnavailableError) as raised:
+        cp.delete(tid)
+    assert raised.value.maybe_applied and not cp.exists(tid), "the first attempt deleted it"
+
+
+def test_a_write_refused_before_sending_and_a_failed_read_were_not_applied(dynamodb_checkpointer: Any, prefix: str) -> None:
+    cp, tid = dynamodb_checkpointer, prefix + "refused"
+    cp.save(tid, AgentStateSnapshot(messages=[AgentMessage.user("m0")]))
+    state = cp.load(tid)
+    assert state is not None
+    state.messages.append(AgentMessage.user("m1"))
+    _script_requests(cp, "TransactWriteItems", ["refused"] * 3)
+    with pytest.raises(BackendUnavailableError) as raised:
+        cp.save(tid, state)
+    assert raised.value.maybe_applied is False
+    _script_requests(cp, "Query", ["lost"] * 3)
+    with pytest.raises(BackendUnavailableError) as raised:
+        cp.load(tid)
+    assert raised.value.maybe_applied is False, "a read never applies anything"
+    assert cp.get_version(tid) == 1
+
+
+def test_a_frozen_server_times_out_writes_as_maybe_applied_and_a_dead_one_refuses_them_as_not(own_moto: MotoServer) -> None:
+    url = dynamodb_url(own_moto, unique_table("frozen"))
+    cp = from_url(url, create_table=True, timeout=1.0, max_attempts=2, **CREDENTIALS)
+    try:
+        cp.save("t", AgentStateSnapshot(messages=[AgentMessage.user("m0")]))
+        state = cp.load("t")
+        assert state is not None and own_moto.pid is not None
+        state.messages.append(AgentMessage.user("m1"))
+        os.kill(own_moto.pid, signal.SIGSTOP)  # TCP still accepts: requests are sent, answers never come
+        try:
+            with pytest.raises(BackendUnavailableError) as raised:
+                cp.save("t", state)
+            assert raised.value.maybe_applied is True
+            # A read, and a delete whose first request (the Query of the thread's items) times out before
+            # any DeleteItem is sent, have applied nothing.
+            for call in (lambda: cp.get_version("t"), lambda: cp.delete("t")):
+                with pytest.raises(BackendUnavailableError) as raised:
+                    call()
+                assert raised.value.maybe_applied is False
+        finally:
+            os.kill(own_moto.pid, signal.SIGCONT)
+        own_moto.kill()
+        for call in (lambda: cp.save("t", state), lambda: cp.delete("t")):
+            with pytest.raises(BackendUnavailableError) as raised:
+                call()
+            assert raised.value.maybe_applied is False, "a refused connection sent nothing"
+    finally:
+        cp.close()
