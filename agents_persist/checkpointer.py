@@ -236,13 +236,13 @@ class Checkpointer:
         return ThreadPage(threads=threads, next_cursor=next_cursor)
 
     def iter_threads(self, prefix: Optional[str] = None, *, page_size: int = DEFAULT_LIST_LIMIT) -> Iterator[ThreadInfo]:
-        """Yield every stored thread (optionally under ``prefix``) in thread-ID order, page by page.
+        """Yield every stored thread (optionally under ``prefix``), page by page, in an order saves never change.
 
         Unlike paging :meth:`list_threads` (newest first, where a thread
-        saved meanwhile moves to the front), the walk goes by thread ID, which
-        saves do not change: every thread that exists for the whole walk is
-        yielded exactly once. Threads created or deleted during the walk may
-        or may not be seen.
+        saved meanwhile moves to the front), the walk goes in the store's
+        stable order (thread-ID order; on DynamoDB its table's Scan order):
+        every thread that exists for the whole walk is yielded exactly once.
+        Threads created or deleted during the walk may or may not be seen.
         """
         if prefix is not None and type(prefix) is not str:
             raise InvalidArgumentError(f"prefix must be a str or None, not {type(prefix).__name__}")

@@ -68,9 +68,14 @@ class Store(ABC):
 
     @abstractmethod
     def scan(self, prefix: Optional[str], after: Optional[str], limit: int, now: float) -> List[ThreadInfo]:
-        """Up to ``limit`` unexpired threads in thread-ID order (ascending, by UTF-8 bytes), strictly
-        after the ID ``after``, whose IDs start with ``prefix``. Saves never move a thread in this
-        order, so paging through it sees every thread that exists for the whole walk exactly once."""
+        """Up to ``limit`` unexpired threads whose IDs start with ``prefix``, in the store's *stable* order,
+        strictly after the thread ``after`` in that order (which may have been deleted meanwhile).
+
+        Stable means saves never move a thread in it, so paging through it
+        sees every thread that exists for the whole walk exactly once.
+        Thread-ID order (ascending by UTF-8 bytes) on every store but
+        DynamoDB, which uses its table's Scan order (a hash of the thread ID).
+        """
 
     @abstractmethod
     def purge(self, now: float) -> int:
