@@ -192,3 +192,23 @@ BEGIN
     END IF;
 END
 $body$;
+
+-- The delete of migration 1 removed the thread's log rows even when it found no
+-- head to delete. Its second DELETE runs on a fresh snapshot (READ COMMITTED), so
+-- when another transaction created the thread again in between, it removed the
+-- new incarnation's rows and left its head (message_count > rows: a corrupt
+-- thread). Log rows go only with the head this delete removed: a transaction
+-- that wants to create the thread meanwhile waits for this one on the head's key.
+CREATE OR REPLACE FUNCTION {delete_fn}(p_thread_id text, p_now double precision) RETURNS boolean
+LANGUAGE plpgsql AS $body$
+DECLARE
+    old_expires double precision;
+BEGIN
+    DELETE FROM {threads} AS t WHERE t.thread_id = p_thread_id RETURNING t.expires_at INTO old_expires;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM {messages} AS m WHERE m.thread_id = p_thread_id;
+    RETURN old_expires IS NULL OR old_expires > p_now;
+END
+$body$;
