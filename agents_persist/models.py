@@ -244,6 +244,10 @@ class AgentStateSnapshot(msgspec.Struct, eq=False):
             other.metadata,
         )
 
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     @property

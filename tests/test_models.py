@@ -259,3 +259,14 @@ def test_to_openai_messages() -> None:
     assert converted[3] == {"role": "tool", "content": "done", "tool_call_id": "c1"}
     assert [AgentMessage.from_openai(m) for m in converted] == state.messages
     assert AgentStateSnapshot().to_openai_messages() == []
+
+
+def test_snapshot_equality_compares_state_not_provenance_both_ways() -> None:
+    """!= used msgspec's own comparison (provenance included) and disagreed with ==."""
+    a, b = AgentStateSnapshot(metadata={"k": 1}), AgentStateSnapshot(metadata={"k": 1})
+    assert a == b and not (a != b)
+    assert AgentStateSnapshot() != AgentStateSnapshot(metadata={"k": 2})
+    cp = InMemoryCheckpointer()
+    cp.save("t", a)
+    loaded = cp.load("t")
+    assert loaded == b and not (loaded != b)
