@@ -1,0 +1,174 @@
+"""A real Celery prefork worker (4 children) over a Redis broker: 200 tasks update one thread, none lost, none twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from celery import Celery
+from celery.result import AsyncResult
+
+from agents_persist import AgentStateSnapshot
+from tests.fixtures.redis import AnyRedisServer
+from tests.spec import BackendSpec
+
+ROOT = Path(__file__).resolve().parents[3]
+CHILDREN, TASKS, DUPLICATES = 4, 200, 10
+START_DEADLINE, RESULTS_DEADLINE, STOP_DEADLINE = 60.0, 180.0, 20.0
+#: Redis databases of the broker and the results (the contract suite uses db 0).
+BROKER_DB, RESULTS_DB = 13, 14
+
+TASKS_MODULE = """\
+import os
+
+from celery import Celery
+
+from agents_persist import AgentMessage, from_url
+from agents_persist.celery import make_purge_task, task_idempotency_key
+
+app = Celery("ap_celery_tasks", broker={broker!r}, backend={results!r})
+app.conf.update(task_default_queue={queue!r}, task_acks_late=True, worker_prefetch_multiplier=1,
+                broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
+
+# Built at import, in the worker's main process, and used there before the children fork.
+checkpointer = from_url({url!r}, **{options!r})
+checkpointer.get_version("warm-up-before-fork")
+BUILT_IN = os.getpid()
+
+
+@app.task(name="ap_test.add_message", bind=True)
+def add_message(self, thread_id, content):
+    def add(state):
+        state.messages.append(AgentMessage.user(content))
+
+    stored = checkpointer.update(thread_id, add, idempotency_key=task_idempotency_key(self))
+    return {{"version": stored.version, "pid": os.getpid(), "built_in": BUILT_IN}}
+
+
+purge = make_purge_task(app, checkpointer)
+"""
+
+
+def _db_url(server_url: str, db: int) -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
+
+
+def _stop(process: "subprocess.Popen[bytes]") -> None:
+    """SIGTERM the worker's main process by PID (a warm shutdown), then SIGKILL after a deadline."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_DEADLINE)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_DEADLINE)
+
+
+def _wait(results: List[AsyncResult], log: Path, process: "subprocess.Popen[bytes]") -> List[Dict[str, Any]]:
+    """Every result's value, failing the test if the worker dies or the deadline passes."""
+    deadline = time.monotonic() + RESULTS_DEADLINE
+    values: List[Dict[str, Any]] = []
+    for result in results:
+        while not result.ready():
+            if process.poll() is not None:
+                pytest.fail(f"the worker exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"results not ready within {RESULTS_DEADLINE}s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.05)
+        values.append(result.get(timeout=5))
+    return values
+
+
+@pytest.fixture
+def worker(request: pytest.FixtureRequest, redis_server: AnyRedisServer, tmp_path: Path) -> Iterator[Dict[str, Any]]:
+    """A ``celery worker -P prefork -c 4`` on the test's backend; yields the client app, queue, log and process."""
+    spec: BackendSpec = request.getfixturevalue(f"{request.param}_spec")
+    broker, results = _db_url(redis_server.url, BROKER_DB), _db_url(redis_server.url, RESULTS_DB)
+    queue = f"ap-test-{uuid.uuid4().hex[:8]}"  # a queue of its own: nothing else's tasks, even on a shared Redis
+    (tmp_path / "ap_celery_tasks.py").write_text(
+        TASKS_MODULE.format(broker=broker, results=results, queue=queue, url=spec.url, options=spec.options)
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    env.pop("AGENTS_PERSIST_URL", None)
+    command = [sys.executable, "-m", "celery", "-A", "ap_celery_tasks", "worker", "-P", "prefork", "-c", str(CHILDREN)]
+    command += ["-Q", queue, "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    client = Celery("ap_test_client", broker=broker, backend=results)
+    client.conf.update(task_default_queue=queue, broker_connection_retry_on_startup=True)
+    try:
+        deadline = time.monotonic() + START_DEADLINE
+        while b"ready." not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the celery worker did not start (exit {process.poll()}):\n{log.read_text()[-4000:]}")
+            time.sleep(0.2)
+        yield {"client": client, "spec": spec, "log": log, "process": process}
+    finally:
+        _stop(process)
+        client.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("worker", ["sqlite", "redis"], indirect=True)
+def test_prefork_worker_applies_each_task_once(worker: Dict[str, Any], prefix: str) -> None:
+    client, spec, log, process = worker["client"], worker["spec"], worker["log"], worker["process"]
+    thread_id = f"{prefix}celery"
+    started = time.monotonic()
+    sent = [client.send_task("ap_test.add_message", args=[thread_id, f"m{i}"]) for i in range(TASKS)]
+    values = _wait(sent, log, process)
+    elapsed = time.monotonic() - started
+
+    assert sorted(v["version"] for v in values) == list(range(1, TASKS + 1))  # each task one commit, none lost
+    pids = {v["pid"] for v in values}
+    assert len(pids) >= 2 and all(v["built_in"] not in pids for v in values)  # forked children did the work
+
+    # Redeliver the last tasks with their own IDs (as a retry or an acks_late redelivery would): applied once.
+    last = sorted(zip(values, sent), key=lambda pair: pair[0]["version"])[-DUPLICATES:]
+    again = []
+    for _, original in last:
+        original.forget()
+        again.append(client.send_task("ap_test.add_message", args=[thread_id, "duplicate"], task_id=original.id))
+    assert [v["version"] for v in _wait(again, log, process)] == [TASKS] * DUPLICATES
+
+    checkpointer = spec.build()
+    try:
+        state = checkpointer.load(thread_id)
+        assert state is not None and state.version == TASKS and len(state.messages) == TASKS
+        assert sorted(m.content for m in state.messages) == sorted(f"m{i}" for i in range(TASKS))
+        print(f"\ncelery[{spec.name}]: {TASKS} tasks on {len(pids)} prefork children in {elapsed:.2f}s; {TASKS} messages stored")
+    finally:
+        checkpointer.delete(thread_id)
+        checkpointer.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("worker", ["sqlite", "redis"], indirect=True)
+def test_beat_purge_task_removes_expired_threads(worker: Dict[str, Any], prefix: str) -> None:
+    client, spec = worker["client"], worker["spec"]
+    short_lived = spec.build(ttl=0.5)
+    keeper = spec.build()
+    try:
+        short_lived.save(f"{prefix}expiring", AgentStateSnapshot())
+        keeper.save(f"{prefix}kept", AgentStateSnapshot())
+        time.sleep(1.0)
+        removed = _wait([client.send_task("agents_persist.purge_expired")], worker["log"], worker["process"])[0]
+        assert isinstance(removed, int)
+        if spec.name == "sqlite":
+            assert removed >= 1  # Redis expires keys itself; SQLite keeps them until purged
+        assert short_lived.store.read(f"{prefix}expiring") is None  # gone from the store, not just hidden
+        assert keeper.exists(f"{prefix}kept")
+    finally:
+        keeper.delete(f"{prefix}kept")
+        short_lived.close()
+        keeper.close()
