@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pytest
 from celery import Celery
@@ -26,35 +26,9 @@ START_DEADLINE, RESULTS_DEADLINE, STOP_DEADLINE = 60.0, 180.0, 20.0
 #: Redis databases of the broker and the results (the contract suite uses db 0).
 BROKER_DB, RESULTS_DB = 13, 14
 
-TASKS_MODULE = """\
-import os
-
-from celery import Celery
-
-from agents_persist import AgentMessage, from_url
-from agents_persist.celery import make_purge_task, task_idempotency_key
-
-app = Celery("ap_celery_tasks", broker={broker!r}, backend={results!r})
-app.conf.update(task_default_queue={queue!r}, task_acks_late=True, worker_prefetch_multiplier=1,
-                broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
-
-# Built at import, in the worker's main process, and used there before the children fork.
-checkpointer = from_url({url!r}, **{options!r})
-checkpointer.get_version("warm-up-before-fork")
-BUILT_IN = os.getpid()
-
-
-@app.task(name="ap_test.add_message", bind=True)
-def add_message(self, thread_id, content):
-    def add(state):
-        state.messages.append(AgentMessage.user(content))
-
-    stored = checkpointer.update(thread_id, add, idempotency_key=task_idempotency_key(self))
-    return {{"version": stored.version, "pid": os.getpid(), "built_in": BUILT_IN}}
-
-
-purge = make_purge_task(app, checkpointer)
-"""
+#: The recipe of docs/integrations/celery.rst, configured by environment variables.
+TASKS_MODULE = "tests.integrations.celery.tasks"
+ADD_MESSAGE = f"{TASKS_MODULE}.add_message"
 
 
 def _db_url(server_url: str, db: int) -> str:
@@ -95,12 +69,10 @@ def worker(request: pytest.FixtureRequest, redis_server: AnyRedisServer, tmp_pat
     spec: BackendSpec = request.getfixturevalue(f"{request.param}_spec")
     broker, results = _db_url(redis_server.url, BROKER_DB), _db_url(redis_server.url, RESULTS_DB)
     queue = f"ap-test-{uuid.uuid4().hex[:8]}"  # a queue of its own: nothing else's tasks, even on a shared Redis
-    (tmp_path / "ap_celery_tasks.py").write_text(
-        TASKS_MODULE.format(broker=broker, results=results, queue=queue, url=spec.url, options=spec.options)
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
-    env.pop("AGENTS_PERSIST_URL", None)
-    command = [sys.executable, "-m", "celery", "-A", "ap_celery_tasks", "worker", "-P", "prefork", "-c", str(CHILDREN)]
+    url = f"{spec.url}?{urlencode(spec.options)}" if spec.options else spec.url  # options in the URL's query
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AGENTS_PERSIST_URL": url, "CELERY_QUEUE": queue}
+    env.update(CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=results)
+    command = [sys.executable, "-m", "celery", "-A", TASKS_MODULE, "worker", "-P", "prefork", "-c", str(CHILDREN)]
     command += ["-Q", queue, "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
@@ -125,20 +97,20 @@ def test_prefork_worker_applies_each_task_once(worker: Dict[str, Any], prefix: s
     client, spec, log, process = worker["client"], worker["spec"], worker["log"], worker["process"]
     thread_id = f"{prefix}celery"
     started = time.monotonic()
-    sent = [client.send_task("ap_test.add_message", args=[thread_id, f"m{i}"]) for i in range(TASKS)]
+    sent = [client.send_task(ADD_MESSAGE, args=[thread_id, f"m{i}"]) for i in range(TASKS)]
     values = _wait(sent, log, process)
     elapsed = time.monotonic() - started
 
     assert sorted(v["version"] for v in values) == list(range(1, TASKS + 1))  # each task one commit, none lost
     pids = {v["pid"] for v in values}
-    assert len(pids) >= 2 and all(v["built_in"] not in pids for v in values)  # forked children did the work
+    assert len(pids) >= 2 and process.pid not in pids  # the forked children did the work
 
     # Redeliver the last tasks with their own IDs (as a retry or an acks_late redelivery would): applied once.
     last = sorted(zip(values, sent), key=lambda pair: pair[0]["version"])[-DUPLICATES:]
     again = []
     for _, original in last:
         original.forget()
-        again.append(client.send_task("ap_test.add_message", args=[thread_id, "duplicate"], task_id=original.id))
+        again.append(client.send_task(ADD_MESSAGE, args=[thread_id, "duplicate"], task_id=original.id))
     assert [v["version"] for v in _wait(again, log, process)] == [TASKS] * DUPLICATES
 
     checkpointer = spec.build()
