@@ -51,8 +51,8 @@ def make_purge_task(
     """Register on ``app`` a task that runs ``checkpointer.purge_expired()`` and returns how many threads it removed.
 
     Schedule it with Celery beat (see :func:`beat_entry`); it is safe to run
-    twice or concurrently (purging is idempotent). On Redis, which expires
-    keys itself, it usually removes nothing.
+    twice or concurrently (purging is idempotent). On Redis, whose keys
+    expire by themselves, it only tidies the listing index.
 
     Args:
         app: The Celery app.
