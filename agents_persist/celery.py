@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Union
 
+from .extras import missing_extra
+
 try:
     import celery  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without celery
-    raise ImportError(
-        f'agents_persist.celery needs Celery ({exc.name} is missing); install it with: pip install "agents_persist[celery]"'
-    ) from exc
+    raise missing_extra("agents_persist.celery", "Celery", "celery", exc) from exc
 
 from .checkpointer import MAX_IDEMPOTENCY_KEY_LENGTH, Checkpointer
 

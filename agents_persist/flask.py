@@ -23,14 +23,14 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from .extras import missing_extra
+
 try:
     import click
     from flask import Flask, Response, current_app, has_app_context, jsonify
     from flask.cli import AppGroup
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without flask
-    raise ImportError(
-        f'agents_persist.flask needs Flask ({exc.name} is missing); install it with: pip install "agents_persist[flask]"'
-    ) from exc
+    raise missing_extra("agents_persist.flask", "Flask", "flask", exc) from exc
 
 from . import cli
 from .checkpointer import Checkpointer

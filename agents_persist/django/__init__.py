@@ -17,12 +17,12 @@ never imports it.
 
 from __future__ import annotations
 
+from ..extras import missing_extra
+
 try:
     import django  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without django
-    raise ImportError(
-        f'agents_persist.django needs Django ({exc.name} is missing); install it with: pip install "agents_persist[django]"'
-    ) from exc
+    raise missing_extra("agents_persist.django", "Django", "django", exc) from exc
 
 from .handler import CheckpointerHandler, checkpointers
 

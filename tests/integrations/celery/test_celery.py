@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from celery.result import AsyncResult
 
 from agents_persist import AgentStateSnapshot
 from tests.fixtures.redis import AnyRedisServer
+from tests.integrations.support import stop_process
 from tests.spec import BackendSpec
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,18 +34,6 @@ ADD_MESSAGE = f"{TASKS_MODULE}.add_message"
 def _db_url(server_url: str, db: int) -> str:
     parts = urlsplit(server_url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
-
-
-def _stop(process: "subprocess.Popen[bytes]") -> None:
-    """SIGTERM the worker's main process by PID (a warm shutdown), then SIGKILL after a deadline."""
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_DEADLINE)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_DEADLINE)
 
 
 def _wait(results: List[AsyncResult], log: Path, process: "subprocess.Popen[bytes]") -> List[Dict[str, Any]]:
@@ -87,7 +75,7 @@ def worker(request: pytest.FixtureRequest, redis_server: AnyRedisServer, tmp_pat
             time.sleep(0.2)
         yield {"client": client, "spec": spec, "log": log, "process": process}
     finally:
-        _stop(process)
+        stop_process(process, STOP_DEADLINE)
         client.close()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -36,18 +34,3 @@ def test_beat_entry() -> None:
     task = SimpleNamespace(name=PURGE_TASK_NAME)
     assert beat_entry(task) == {"task": PURGE_TASK_NAME, "schedule": 3600.0}
     assert beat_entry(task, every=60, queue="q") == {"task": PURGE_TASK_NAME, "schedule": 60.0, "options": {"queue": "q"}}
-
-
-def test_importing_agents_persist_does_not_import_celery() -> None:
-    code = "import sys, agents_persist, agents_persist.cli; assert 'celery' not in sys.modules, 'celery imported'"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-def test_import_without_celery_names_the_extra() -> None:
-    code = (
-        "import sys; sys.modules['celery'] = None\n"
-        "try:\n    import agents_persist.celery\nexcept ImportError as exc:\n    print(exc)\n"
-        "else:\n    raise SystemExit('no ImportError')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert 'pip install "agents_persist[celery]"' in result.stdout

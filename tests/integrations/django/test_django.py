@@ -94,18 +94,3 @@ def test_manage_check_reports_a_bad_url(tmp_path: Path, prefix: str) -> None:
     result = _django(["check"], _env(tmp_path, "nosuch://x", {}, prefix), tmp_path, timeout=60)
     assert result.returncode == 1
     assert "agents_persist.E001" in result.stderr and "unknown URL scheme 'nosuch'" in result.stderr
-
-
-def test_importing_agents_persist_does_not_import_django() -> None:
-    code = "import sys, agents_persist, agents_persist.cli; assert 'django' not in sys.modules, 'django imported'"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-def test_import_without_django_names_the_extra() -> None:
-    code = (
-        "import sys; sys.modules['django'] = None\n"
-        "try:\n    import agents_persist.django\nexcept ImportError as exc:\n    print(exc)\n"
-        "else:\n    raise SystemExit('no ImportError')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert 'pip install "agents_persist[django]"' in result.stdout

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
-from typing import Iterator, List
+from typing import Any, Iterator, Tuple
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from agents_persist import AgentMessage, AgentStateSnapshot, ConfigurationError, InMemoryCheckpointer
 from agents_persist.flask import AgentsPersist
 from tests.integrations.flask.app import create_app, persist
+from tests.integrations.support import expected_contents, hammer
 from tests.spec import BackendSpec
 
 THREADS, REQUESTS = 8, 25
@@ -39,26 +38,11 @@ def app(backend_spec: BackendSpec, prefix: str) -> Iterator[Flask]:
 
 def test_one_thread_hammered_by_8_threads_keeps_every_message(app: Flask, prefix: str) -> None:
     thread_id = f"{prefix}hammered"
-    results: List[dict] = []
-    failures: List[str] = []
-    lock = threading.Lock()
+    def post(client: FlaskClient, content: str) -> Tuple[int, Any]:
+        response = client.post(f"/threads/{thread_id}/messages", json={"content": content})
+        return response.status_code, response.get_json() if response.status_code == 200 else response.get_data(as_text=True)
 
-    def client_thread(n: int) -> None:
-        client = app.test_client()
-        for i in range(REQUESTS):
-            response = client.post(f"/threads/{thread_id}/messages", json={"content": f"{n}-{i}"})
-            with lock:
-                if response.status_code == 200:
-                    results.append(response.get_json())
-                else:
-                    failures.append(f"{response.status_code} {response.get_data(as_text=True)[:200]}")
-
-    workers = [threading.Thread(target=client_thread, args=(n,)) for n in range(THREADS)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-
+    results, failures = hammer(app.test_client, post, THREADS, REQUESTS)
     assert failures == []
     total = THREADS * REQUESTS
     assert sorted(r["version"] for r in results) == list(range(1, total + 1))  # each commit one version, none lost
@@ -67,7 +51,7 @@ def test_one_thread_hammered_by_8_threads_keeps_every_message(app: Flask, prefix
     with app.app_context():
         state = persist.checkpointer.load(thread_id)
     assert state is not None and len(state.messages) == total
-    assert sorted(m.content for m in state.messages) == sorted(f"{n}-{i}" for n in range(THREADS) for i in range(REQUESTS))
+    assert sorted(m.content for m in state.messages) == expected_contents(THREADS, REQUESTS)
 
 
 def test_checkpointer_is_lazy_per_app_and_not_closed_per_request(app: Flask, prefix: str) -> None:
@@ -177,18 +161,3 @@ def test_flask_cli_group_lists_shows_and_deletes(sqlite_spec: BackendSpec, prefi
         assert "list" in runner.invoke(args=["agents-persist", "--help"]).output
     finally:
         _cleanup(app, prefix)
-
-
-def test_importing_agents_persist_does_not_import_flask() -> None:
-    code = "import sys, agents_persist, agents_persist.cli; assert 'flask' not in sys.modules, 'flask imported'"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-def test_import_without_flask_names_the_extra() -> None:
-    code = (
-        "import sys; sys.modules['flask'] = None\n"
-        "try:\n    import agents_persist.flask\nexcept ImportError as exc:\n    print(exc)\n"
-        "else:\n    raise SystemExit('no ImportError')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert 'pip install "agents_persist[flask]"' in result.stdout

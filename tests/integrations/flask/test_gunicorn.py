@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any, Dict, List
 
 import pytest
 
+from tests.integrations.support import stop_process
 from tests.spec import BackendSpec
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -39,18 +39,6 @@ def _free_port() -> int:
 def _get(url: str, timeout: float = 5.0) -> Dict[str, Any]:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())  # type: ignore[no-any-return]
-
-
-def _stop(process: "subprocess.Popen[bytes]") -> None:
-    """SIGTERM gunicorn's master by PID, then SIGKILL after a deadline."""
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_DEADLINE)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_DEADLINE)
 
 
 @pytest.mark.slow
@@ -131,4 +119,4 @@ def test_gunicorn_preload_4_workers_keeps_every_post(
             checkpointer.delete(thread_id)
             checkpointer.close()
     finally:
-        _stop(process)
+        stop_process(process, STOP_DEADLINE)

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import List
+from typing import Any, List, Tuple
 from unittest import mock
 
 from django.conf import settings
@@ -21,6 +21,7 @@ from django.test import Client, TestCase, override_settings
 
 from agents_persist import ConfigurationError, InMemoryCheckpointer, from_url
 from agents_persist.django import checkpointers
+from tests.integrations.support import expected_contents, hammer
 
 THREADS, REQUESTS = 8, 25
 
@@ -49,25 +50,13 @@ class StoreTestCase(TestCase):
 class HammerTests(StoreTestCase):
     def test_8_threads_x_25_requests_to_one_thread_keep_every_message(self) -> None:
         thread_id = self.new_thread("hammer")
-        versions: List[int] = []
-        failures: List[str] = []
-        lock = threading.Lock()
 
-        def client_thread(n: int) -> None:
-            client = Client()
-            for i in range(REQUESTS):
-                response = client.post(f"/threads/{thread_id}/messages", {"content": f"{n}-{i}"}, content_type="application/json")
-                with lock:
-                    if response.status_code == 200:
-                        versions.append(response.json()["version"])
-                    else:
-                        failures.append(f"{response.status_code} {response.content[:200]!r}")
+        def post(client: Client, content: str) -> Tuple[int, Any]:
+            response = client.post(f"/threads/{thread_id}/messages", {"content": content}, content_type="application/json")
+            return response.status_code, response.json() if response.status_code == 200 else response.content
 
-        workers = [threading.Thread(target=client_thread, args=(n,)) for n in range(THREADS)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        results, failures = hammer(Client, post, THREADS, REQUESTS)
+        versions = [r["version"] for r in results]
 
         total = THREADS * REQUESTS
         self.assertEqual(failures, [])
@@ -75,9 +64,7 @@ class HammerTests(StoreTestCase):
         self.assertEqual(self.client.get(f"/threads/{thread_id}").json(), {"version": total, "count": total})
         state = checkpointers["default"].load(thread_id)
         assert state is not None
-        self.assertEqual(
-            sorted(m.content for m in state.messages), sorted(f"{n}-{i}" for n in range(THREADS) for i in range(REQUESTS))
-        )
+        self.assertEqual(sorted(m.content for m in state.messages), expected_contents(THREADS, REQUESTS))
 
     def test_one_checkpointer_per_alias_shared_by_threads_and_not_closed_per_request(self) -> None:
         thread_id = self.new_thread("shared")
