@@ -29,6 +29,12 @@ BROKER_DB, RESULTS_DB = 13, 14
 #: The recipe of docs/integrations/celery.rst, configured by environment variables.
 TASKS_MODULE = "tests.integrations.celery.tasks"
 ADD_MESSAGE = f"{TASKS_MODULE}.add_message"
+#: What the worker's main process runs: the recipe, and its checkpointer used once before the children fork.
+WARM_MODULE = f"""\
+from {TASKS_MODULE} import app, checkpointer
+
+checkpointer.get_version("warm-up-before-fork")  # open connections in the parent: the children must not share them
+"""
 
 
 def _db_url(server_url: str, db: int) -> str:
@@ -58,9 +64,11 @@ def worker(request: pytest.FixtureRequest, redis_server: AnyRedisServer, tmp_pat
     broker, results = _db_url(redis_server.url, BROKER_DB), _db_url(redis_server.url, RESULTS_DB)
     queue = f"ap-test-{uuid.uuid4().hex[:8]}"  # a queue of its own: nothing else's tasks, even on a shared Redis
     url = f"{spec.url}?{urlencode(spec.options)}" if spec.options else spec.url  # options in the URL's query
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "AGENTS_PERSIST_URL": url, "CELERY_QUEUE": queue}
+    (tmp_path / "ap_celery_warm.py").write_text(WARM_MODULE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]), "AGENTS_PERSIST_URL": url}
+    env["CELERY_QUEUE"] = queue
     env.update(CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=results)
-    command = [sys.executable, "-m", "celery", "-A", TASKS_MODULE, "worker", "-P", "prefork", "-c", str(CHILDREN)]
+    command = [sys.executable, "-m", "celery", "-A", "ap_celery_warm", "worker", "-P", "prefork", "-c", str(CHILDREN)]
     command += ["-Q", queue, "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
