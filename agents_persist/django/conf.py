@@ -14,6 +14,7 @@ default (``$AGENTS_PERSIST_URL``, else ``sqlite:///agents_persist.db``).
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
@@ -22,7 +23,7 @@ from django.conf import settings
 
 from .. import options, registry
 from ..errors import ConfigurationError
-from ..urls import redact_url
+from ..urls import DEFAULT_URL, ENV_URL, redact_url
 
 __all__ = ["SETTING", "DEFAULT_ALIAS", "AliasConfig", "SettingProblem", "read", "alias_config", "problems"]
 
@@ -81,9 +82,10 @@ def _shape(raw: Any) -> Tuple[Dict[str, Mapping[str, Any]], List[SettingProblem]
 
 
 def _check_url(alias: str, url: Any) -> Tuple[Optional[registry.Backend], List[SettingProblem]]:
+    """The backend of ``url`` (None: from_url's default, as this process would build it), or the problem with it."""
     where = f"{SETTING}[{alias!r}]['URL']"
     if url is None:
-        return None, []
+        url, where = _default_url(), f"{SETTING}[{alias!r}] (no URL: ${ENV_URL}, else {DEFAULT_URL})"
     if not isinstance(url, str) or "://" not in url:
         return None, [SettingProblem(BAD_URL, f"{where} is not a checkpointer URL: {redact_url(str(url))!r}", alias)]
     try:
@@ -94,32 +96,25 @@ def _check_url(alias: str, url: Any) -> Tuple[Optional[registry.Backend], List[S
     return backend, []
 
 
-def _check_options(alias: str, backend: Optional[registry.Backend], url: Optional[str], given: Any) -> List[SettingProblem]:
+def _default_url() -> str:
+    return os.environ.get(ENV_URL) or DEFAULT_URL
+
+
+def _check_options(alias: str, backend: registry.Backend, url: str, given: Any) -> List[SettingProblem]:
     where = f"{SETTING}[{alias!r}]['OPTIONS']"
     if not isinstance(given, Mapping):
         return [SettingProblem(BAD_OPTION, f"{where} must be a dict of from_url options, not {type(given).__name__}", alias)]
-    declared = _declared_options(backend)
+    module = importlib.import_module(backend.target.partition(":")[0])  # never imports the driver
+    declared = getattr(module, "OPTIONS", None)
     if declared is None:
-        return []
+        return []  # a backend that declares no options: checked when built
     try:
-        options.check(declared, given, backend=backend.name if backend else "checkpointer")
-        if url is not None:
-            # Values of declared query parameters; other names may be the driver's own (checked when built).
-            options.resolve(
-                declared, urlsplit(url).query, {}, backend=backend.name if backend else "", passthrough=lambda n: True
-            )
+        options.check(declared, given, backend=backend.name)
+        # Values of declared query parameters; other names may be the driver's own (checked when built).
+        options.resolve(declared, urlsplit(url).query, {}, backend=backend.name, passthrough=lambda name: True)
     except ConfigurationError as exc:
         return [SettingProblem(BAD_OPTION, f"{where}: {exc}", alias)]
     return []
-
-
-def _declared_options(backend: Optional[registry.Backend]) -> Optional[Tuple[options.Option, ...]]:
-    """The backend's declared ``OPTIONS`` (importing its module, never its driver); None if it declares none."""
-    if backend is None:
-        return options.COMMON_OPTIONS  # the default URL's backend is not known before run time
-    module = importlib.import_module(backend.target.partition(":")[0])
-    declared = getattr(module, "OPTIONS", None)
-    return tuple(declared) if declared is not None else None
 
 
 def problems() -> List[SettingProblem]:
@@ -128,8 +123,9 @@ def problems() -> List[SettingProblem]:
     for alias, entry in found.items():
         backend, url_problems = _check_url(alias, entry.get("URL"))
         problems += url_problems
-        if not url_problems:
-            problems += _check_options(alias, backend, entry.get("URL"), entry.get("OPTIONS", {}))
+        if backend is not None:
+            url = entry.get("URL") or _default_url()
+            problems += _check_options(alias, backend, url, entry.get("OPTIONS", {}))
     return problems
 
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 SETTINGS = "tests.integrations.django.project.settings"
 DJANGO_TESTS = "tests.integrations.django.project.djangotests"
 #: TestCases in project/djangotests.py.
-DJANGO_TEST_COUNT = 10
+DJANGO_TEST_COUNT = 11
 
 
 def _env(tmp_path: Path, url: str, options: Dict[str, object], prefix: str, other_url: str = "memory://") -> Dict[str, str]:

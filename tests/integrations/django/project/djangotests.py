@@ -147,6 +147,14 @@ class SystemCheckTests(TestCase):
             self.assertEqual(checkpointers.all(initialized_only=True), [])
         self.assertLess(time.monotonic() - started, 5)
 
+    def test_options_of_an_alias_without_url_are_checked_against_the_default_urls_backend(self) -> None:
+        without_url = {"default": {"OPTIONS": {"timeout": 1, "max_connections": 2}}}
+        with mock.patch.dict(os.environ, {"AGENTS_PERSIST_URL": "redis://127.0.0.1:1/0"}):
+            with override_settings(AGENTS_PERSIST=without_url):
+                call_command("check")  # Redis options: fine
+        with mock.patch.dict(os.environ, {"AGENTS_PERSIST_URL": "nosuch://x"}):
+            self.assert_check_fails_with(without_url, "agents_persist.E001")
+
 
 class ManagementCommandTests(TestCase):
     def test_any_subcommand_is_forwarded_to_the_cli_with_the_alias_url(self) -> None:
