@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterator, List
 from django.core.signals import setting_changed
 
 from ..checkpointer import Checkpointer
+from ..runtime import forking
 from ..urls import from_url
 from . import conf
 
@@ -30,6 +31,11 @@ class CheckpointerHandler:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._built: Dict[str, Checkpointer] = {}
+        forking.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A parent thread may have held the lock (building a checkpointer) at the fork; that thread is not here.
+        self._lock = threading.Lock()
 
     def __getitem__(self, alias: str) -> Checkpointer:
         """The checkpointer of ``alias``; a closed one is replaced.
