@@ -1,31 +1,18 @@
-"""The agents-persist command, run as real subprocesses against a SQLite file."""
+"""The agents-persist command, run as real subprocesses against a SQLite file: demo, list, show, delete."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, Iterator, Tuple
 
 import pytest
 
 from agents_persist import SqliteCheckpointer
+from tests.cli.helpers import clean_env, run_cli
 
 THREAD = "demo-cli-test"
-
-
-def run_cli(*args: str, cwd: Path, env: Dict[str, str]) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run(
-        [sys.executable, "-m", "agents_persist.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -34,7 +21,7 @@ def demo(tmp_path: Path) -> Iterator[Tuple[str, Path, Dict[str, str], "subproces
     workdir = tmp_path
     db = workdir / "x.db"
     url = f"sqlite:///{db}"
-    env = {k: v for k, v in os.environ.items() if k != "AGENTS_PERSIST_URL"}
+    env = clean_env()
     result = run_cli("--url", url, "demo", "--thread", THREAD, cwd=workdir, env=env)
     yield url, workdir, env, result
 
@@ -98,25 +85,25 @@ def test_list_show_delete(demo: Tuple[str, Path, Dict[str, str], "subprocess.Com
     assert THREAD in deleted.stdout
 
     gone = run_cli("--url", url, "show", THREAD, cwd=workdir, env=env)
-    assert gone.returncode == 1
-    assert "not found" in gone.stdout
+    assert gone.returncode == 3  # not found
+    assert gone.stdout == "" and gone.stderr.count("\n") == 1 and "not found" in gone.stderr
 
     again = run_cli("--url", url, "delete", THREAD, cwd=workdir, env=env)
-    assert again.returncode == 1
+    assert again.returncode == 3 and "not found" in again.stderr
 
 
 def test_env_url_is_used_when_no_url_is_given(tmp_path: Path) -> None:
     db = tmp_path / "env.db"
-    env = {**os.environ, "AGENTS_PERSIST_URL": f"sqlite:///{db}"}
+    SqliteCheckpointer(str(db)).close()
+    env = clean_env(AGENTS_PERSIST_URL=f"sqlite:///{db}")
     result = run_cli("list", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "no threads" in result.stdout
-    assert db.exists() and not (tmp_path / "agents_persist.db").exists()
+    assert not (tmp_path / "agents_persist.db").exists()
 
 
 def test_unknown_scheme_exits_2_with_a_typed_error(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "AGENTS_PERSIST_URL"}
-    result = run_cli("--url", "nosuch://user:hunter2@host/x", "list", cwd=tmp_path, env=env)
+    result = run_cli("--url", "nosuch://user:hunter2@host/x", "list", cwd=tmp_path)
     assert result.returncode == 2
     assert "ConfigurationError" in result.stderr and "nosuch" in result.stderr
     assert "Traceback" not in result.stderr
@@ -124,7 +111,7 @@ def test_unknown_scheme_exits_2_with_a_typed_error(tmp_path: Path) -> None:
 
 
 def test_invalid_thread_id_exits_2(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "AGENTS_PERSIST_URL"}
-    result = run_cli("--url", f"sqlite:///{tmp_path / 'x.db'}", "show", "bad\x01id", cwd=tmp_path, env=env)
+    SqliteCheckpointer(str(tmp_path / "x.db")).close()
+    result = run_cli("--url", f"sqlite:///{tmp_path / 'x.db'}", "show", "bad\x01id", cwd=tmp_path)
     assert result.returncode == 2
     assert "InvalidThreadIdError" in result.stderr
