@@ -6,11 +6,14 @@ reachable, its schema exists and this user may read it), and a save, a load
 and a delete of a unique scratch thread (``agents-persist-doctor-<random>``)
 work, each timed. The scratch thread is deleted even when a step fails. The
 exit code is that of the first failure (see docs/cli.rst), 0 when all pass.
+A ``sqlite://`` URL whose file does not exist fails at once (exit code 3):
+doctor never creates a store.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import uuid
 from typing import Callable, List, NoReturn, Optional, TypeVar
@@ -19,7 +22,7 @@ from ..checkpointer import Checkpointer
 from ..errors import AgentsPersistError
 from ..models import AgentMessage, AgentStateSnapshot
 from ..urls import from_url, redact_url
-from ._common import FAILED, describe, exit_code_for, say
+from ._common import FAILED, NOT_FOUND, describe, exit_code_for, say, sqlite_path
 
 __all__ = ["cmd_doctor"]
 
@@ -61,6 +64,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     url: str = args.target or args.url
     say(f"agents-persist doctor: {redact_url(url)}")
     doctor = _Doctor()
+    path = sqlite_path(url)
+    if path is not None and not os.path.exists(path):
+        say(f"  FAILED  there is no SQLite file {path} (doctor does not create one; the first save would)")
+        say("some checks failed; the store is not usable as configured")
+        return NOT_FOUND
     checkpointer = doctor.check("the URL builds a checkpointer (driver installed, options valid)", lambda: from_url(url))
     if checkpointer is not None:
         with checkpointer:

@@ -140,6 +140,13 @@ def _progress(description: str) -> Any:
     return tqdm(desc=description, unit=" threads", disable=None, file=sys.stderr)
 
 
+def _warn(bar: Any, message: str) -> None:
+    if bar is None:
+        complain(message)
+    else:
+        bar.write(f"agents-persist: {message}", file=sys.stderr)  # above the bar, not through it
+
+
 def _transfer(source: Iterator[ThreadRecord], destination: Checkpointer, *, force: bool, description: str) -> Dict[str, int]:
     counts = {COPIED: 0, IDENTICAL: 0, CONFLICTED: 0}
     bar = _progress(description)
@@ -148,7 +155,7 @@ def _transfer(source: Iterator[ThreadRecord], destination: Checkpointer, *, forc
             outcome = place(destination, record.thread_id, record.snapshot(), force=force)
             counts[outcome] += 1
             if outcome == CONFLICTED:
-                (bar.write if bar is not None else complain)(f"conflict: {record.thread_id!r} exists with other content")
+                _warn(bar, f"conflict: {record.thread_id!r} exists with other content")
             if bar is not None:
                 bar.update(1)
     finally:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 from urllib.parse import urlencode
 
 from agents_persist import AgentMessage, AgentStateSnapshot, Checkpointer, HitlInterrupt, TodoItem, ToolCall
 from tests.spec import BackendSpec
+
+#: A fixed interrupt time, so threads seeded twice hold identical content.
+CREATED = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
 
 
 def clean_env(**extra: str) -> Dict[str, str]:
@@ -53,11 +57,11 @@ def varied_state(n: int) -> AgentStateSnapshot:
         AgentMessage.assistant(None, tool_calls=[call]),
         AgentMessage.tool({"result": [1, 2.0, 3.5, {"deep": [n]}]}, tool_call_id=call.id, name=call.name),
     ][: 1 + n % 4]
-    interrupt = HitlInterrupt(tool_name="pay", tool_args={"eur": 1.5 + n}, call_id="p") if n % 3 == 0 else None
+    interrupt = HitlInterrupt(tool_name="pay", tool_args={"eur": 1.5 + n}, call_id="p", created_at=CREATED)
     return AgentStateSnapshot(
         messages=messages,
         todos=[TodoItem(f"todo {n}", "completed" if n % 2 else "pending", id=f"t{n}")],
-        current_interrupt=interrupt,
+        current_interrupt=interrupt if n % 3 == 0 else None,
         metadata={"int": n, "float": float(n), "big": 2**60 + n, "tiny": 1e-300, "text": "x" * (n % 5)},
     )
 
