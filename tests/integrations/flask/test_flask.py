@@ -157,7 +157,7 @@ def test_flask_cli_group_lists_shows_and_deletes(sqlite_spec: BackendSpec, prefi
         deleted = runner.invoke(args=["agents-persist", "delete", thread_id])
         assert deleted.exit_code == 0 and f"deleted {thread_id!r}" in deleted.output
         missing = runner.invoke(args=["agents-persist", "show", thread_id])
-        assert missing.exit_code == 1 and "not found" in missing.output
+        assert missing.exit_code == 3 and "not found" in missing.output  # 3: not found (docs/cli.rst)
         assert "list" in runner.invoke(args=["agents-persist", "--help"]).output
     finally:
         _cleanup(app, prefix)
