@@ -22,16 +22,17 @@ def sqlite_store(tmp_path: Path, name: str = "x.db", threads: int = 0) -> str:
     return f"sqlite:///{path}"
 
 
-def test_output_piped_into_head_ends_without_a_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["list", "--limit", "1500"], ["export"]])
+def test_output_piped_into_head_ends_without_a_traceback(tmp_path: Path, command: List[str]) -> None:
     url = sqlite_store(tmp_path, threads=1500)  # more than a pipe buffer of output
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agents_persist.cli", "--url", url, "list", "--limit", "1500"],
+        [sys.executable, "-m", "agents_persist.cli", "--url", url, *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=clean_env(),
     )
     assert proc.stdout is not None and proc.stderr is not None
-    assert proc.stdout.readline().startswith(b"t-")
+    assert b"t-0" in proc.stdout.readline()
     proc.stdout.close()  # what `head -1` does
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
