@@ -191,6 +191,12 @@ _SUBCOMMANDS = {
     "show": "Print one thread's stored state (THREAD [--json]).",
     "delete": "Delete one thread (THREAD).",
     "demo": "Run the demo conversation against the app's store.",
+    "export": "Write every thread as JSON Lines (--prefix, --output).",
+    "import": "Create threads from JSON Lines (--input, --force).",
+    "copy": "Copy every thread between two stores (--from URL --to URL [--prefix]).",
+    "purge-expired": "Delete expired threads now.",
+    "stats": "Count threads and messages.",
+    "doctor": "Check connectivity, schema and a round trip, in plain words.",
 }
 _GROUP: Optional[AppGroup] = None
 

@@ -158,6 +158,9 @@ def test_flask_cli_group_lists_shows_and_deletes(sqlite_spec: BackendSpec, prefi
         assert deleted.exit_code == 0 and f"deleted {thread_id!r}" in deleted.output
         missing = runner.invoke(args=["agents-persist", "show", thread_id])
         assert missing.exit_code == 3 and "not found" in missing.output  # 3: not found (docs/cli.rst)
-        assert "list" in runner.invoke(args=["agents-persist", "--help"]).output
+        group_help = runner.invoke(args=["agents-persist", "--help"]).output
+        assert all(name in group_help for name in ("list", "export", "import", "copy", "stats", "doctor", "purge-expired"))
+        exported = runner.invoke(args=["agents-persist", "export", "--prefix", prefix])
+        assert exported.exit_code == 0, exported.output
     finally:
         _cleanup(app, prefix)
