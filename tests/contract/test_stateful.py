@@ -134,6 +134,7 @@ def run_machine(checkpointer: Checkpointer, prefix: str, examples: int) -> None:
             if force or self.current(held):
                 content = encoded(held.state)
                 self.committed(held.name, content, checkpointer.save(self.tid(held.name), held.state, force=force))
+                held.incarnation = self.model[held.name].incarnation  # the snapshot now belongs to what it saved
             else:
                 with pytest.raises(ConflictError):
                     checkpointer.save(self.tid(held.name), held.state)
