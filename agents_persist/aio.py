@@ -22,8 +22,10 @@ To retry safely after a cancellation or a timeout, pass the same
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
+import logging
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -36,7 +38,9 @@ from .ids import validate_thread_id
 from .models import AgentMessage, AgentStateSnapshot, ThreadInfo, ThreadPage
 from .planning import backoff
 
-__all__ = ["AsyncCheckpointer", "AsyncUpdateFn"]
+__all__ = ["AsyncCheckpointer", "AsyncUpdateFn", "Attempt", "Attempts"]
+
+logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
 DEFAULT_MAX_WORKERS = 8
@@ -86,7 +90,9 @@ class AsyncCheckpointer:
         if self._closed:
             raise CheckpointerClosedError("AsyncCheckpointer is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        # The caller's context (an OpenTelemetry span, for one) follows the call into the pool.
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self._executor, call)
 
     def _lock(self, thread_id: str) -> asyncio.Lock:
         """This adapter's lock of ``thread_id``: async callers of one thread take turns instead of conflicting."""
@@ -170,8 +176,10 @@ class AsyncCheckpointer:
                     return await self._run(self.checkpointer._commit, thread_id, result, state.provenance, idempotency_key)
                 except ConflictError:
                     if attempt >= retries:
+                        logger.warning("update of thread %r gave up after %d retries on conflicts", thread_id, attempt)
                         raise
             attempt += 1
+            logger.debug("update of thread %r conflicted; retry %d", thread_id, attempt)
             await asyncio.sleep(backoff(attempt))
 
     @staticmethod
@@ -213,6 +221,22 @@ class AsyncCheckpointer:
             yield state
             await self.save(thread_id, state)
 
+    def attempts(self, thread_id: str, *, max_retries: Optional[int] = None) -> "Attempts":
+        """:meth:`transaction`, re-run on conflicts: ``async for attempt in acp.attempts(tid): async with attempt as state:``.
+
+        Each attempt is one :meth:`transaction`. If its save conflicts with
+        another process's save, the ``async with`` swallows the
+        ``ConflictError`` and the loop runs the block again on freshly loaded
+        state after a backoff, up to ``max_retries`` times (default: the
+        checkpointer's ``max_retries``); the last conflict is raised. Any other
+        exception ends the loop at once. The block may run more than once, so
+        it should only change the snapshot.
+        """
+        retries = self.checkpointer.max_retries if max_retries is None else max_retries
+        if type(retries) is not int or retries < 0:
+            raise InvalidArgumentError(f"max_retries must be an int >= 0, not {max_retries!r}")
+        return Attempts(self, validate_thread_id(thread_id), retries)
+
     async def close(self) -> None:
         """Close the checkpointer (if owned) and shut the private pool down; idempotent."""
         if self._closed:
@@ -238,3 +262,60 @@ class AsyncCheckpointer:
 
     def __repr__(self) -> str:
         return f"AsyncCheckpointer({self.checkpointer!r})"
+
+
+class Attempt:
+    """One run of an :meth:`AsyncCheckpointer.attempts` block: ``async with attempt as state:``."""
+
+    def __init__(self, attempts: "Attempts", number: int) -> None:
+        self.number = number
+        self._attempts = attempts
+        self._transaction: Optional[Any] = None
+
+    async def __aenter__(self) -> AgentStateSnapshot:
+        if self._transaction is not None:
+            raise RuntimeError("an attempt can be entered only once")
+        self._transaction = self._attempts.checkpointer.transaction(self._attempts.thread_id)
+        return await self._transaction.__aenter__()  # type: ignore[no-any-return]
+
+    async def __aexit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> bool:
+        try:
+            await self._transaction.__aexit__(exc_type, exc, tb)  # type: ignore[union-attr]
+        except ConflictError:
+            if self.number >= self._attempts.max_retries:
+                logger.warning("thread %r: gave up after %d retries on conflicts", self._attempts.thread_id, self.number)
+                raise
+            logger.debug("thread %r: transaction conflicted; retry %d", self._attempts.thread_id, self.number + 1)
+            return True  # swallowed: the loop runs the block again
+        if isinstance(exc, ConflictError) and self.number < self._attempts.max_retries:
+            logger.debug("thread %r: block raised a conflict; retry %d", self._attempts.thread_id, self.number + 1)
+            return True
+        self._attempts.done = exc is None
+        return False
+
+
+class Attempts:
+    """The async iterator :meth:`AsyncCheckpointer.attempts` returns; yields :class:`Attempt` objects."""
+
+    def __init__(self, checkpointer: AsyncCheckpointer, thread_id: str, max_retries: int) -> None:
+        self.checkpointer = checkpointer
+        self.thread_id = thread_id
+        self.max_retries = max_retries
+        self.done = False
+        self._current: Optional[Attempt] = None
+
+    def __aiter__(self) -> "Attempts":
+        return self
+
+    async def __anext__(self) -> Attempt:
+        current = self._current
+        if self.done:
+            raise StopAsyncIteration
+        if current is not None:
+            if current._transaction is None:
+                raise RuntimeError("each attempt must be entered with 'async with attempt as state:'")
+            await asyncio.sleep(backoff(current.number + 1))
+        self._current = Attempt(self, 0 if current is None else current.number + 1)
+        return self._current
