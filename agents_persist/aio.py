@@ -48,8 +48,12 @@ AsyncUpdateFn = Callable[[AgentStateSnapshot], Union[Optional[AgentStateSnapshot
 
 
 def _pool_size(checkpointer: Checkpointer) -> int:
-    """As many workers as the backend has connections (each store call holds at most one)."""
-    size = getattr(checkpointer.store, "max_connections", None)
+    """As many workers as the backend has connections (each store call holds at most one).
+
+    Read from the public class (``RedisCheckpointer.max_connections``, which
+    finds it in the store's connection or client) or else from the store.
+    """
+    size = getattr(checkpointer, "max_connections", None) or getattr(checkpointer.store, "max_connections", None)
     return size if isinstance(size, int) and size > 0 else DEFAULT_MAX_WORKERS
 
 

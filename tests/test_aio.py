@@ -20,6 +20,7 @@ from agents_persist import (
     ConflictError,
     InMemoryCheckpointer,
     InvalidThreadIdError,
+    RedisCheckpointer,
     SqliteCheckpointer,
 )
 
@@ -264,6 +265,9 @@ def test_the_pool_is_sized_from_the_backends_connections(tmp_path: Path) -> None
     with SqliteCheckpointer(tmp_path / "size.db", max_connections=3) as sqlite_cp:
         assert AsyncCheckpointer(sqlite_cp, close_checkpointer=False).max_workers == 3
     assert AsyncCheckpointer(InMemoryCheckpointer()).max_workers == 8
+    # Redis keeps the setting on its connection, not its store (the adapter used to miss it: 8)
+    with RedisCheckpointer.from_url("redis://127.0.0.1:1/0", max_connections=5) as redis_cp:  # connects lazily
+        assert AsyncCheckpointer(redis_cp, close_checkpointer=False).max_workers == 5
 
 
 def test_close_is_idempotent(cp: Checkpointer) -> None:
@@ -384,3 +388,4 @@ def test_hundred_concurrent_async_transactions_on_one_thread_all_commit(cp: Chec
     asyncio.run(main())
     loaded = cp.load("busy")
     assert loaded is not None and loaded.version == 100 and len(loaded.messages) == 100
+
