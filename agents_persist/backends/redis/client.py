@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from types import TracebackType
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Type
 from urllib.parse import unquote, urlsplit
 
 from ...errors import CheckpointerClosedError, ConfigurationError
@@ -195,6 +195,7 @@ class RedisConnection:
         self.url = url
         self._lock = threading.Lock()
         self._closed = False
+        self._loaded: Set[str] = set()  # SHAs of scripts this process has run (so a NOSCRIPT means it was lost)
         self._client: Any = None  # redis-py's client types are too loose to be useful here
         self._cluster_kwargs: Optional[Dict[str, Any]] = None
         self._owns_client = client is None
@@ -296,13 +297,28 @@ class RedisConnection:
             return self._client
 
     def run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run ``script`` by SHA; if the server lost its script cache, send the source (which caches it)."""
+        """Run ``script`` by SHA; if the server does not have it, send the source (which caches it).
+
+        A missing script is normal on first use (DEBUG); only one this process
+        had run before means the server lost its cache (INFO: a restart, a
+        failover, ``SCRIPT FLUSH``, or a cluster node not used before).
+        """
         client = self.client()
+        exceptions = self.redis.exceptions
         try:
-            return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        except self.redis.exceptions.NoScriptError:
-            logger.info("Redis lost its script cache (restart or failover); sending the script again")
+            result = client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except exceptions.NoScriptError:
+            if script.sha in self._loaded:
+                logger.info("Redis lost script %s from its script cache (restart, failover, flush); resending it", script.name)
+            else:
+                logger.debug("loading Redis script %s", script.name)
+            self._loaded.add(script.sha)
             return client.execute_command("EVAL", script.source, len(keys), *keys, *args)
+        except exceptions.ResponseError:
+            self._loaded.add(script.sha)  # the script ran and answered with an error (a conflict, say)
+            raise
+        self._loaded.add(script.sha)
+        return result
 
     def is_down(self, exc: BaseException) -> bool:
         """Whether ``exc`` means the server cannot serve now (rather than a bad request)."""
