@@ -32,6 +32,7 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, Type, TypeVar, Union
 
+from . import telemetry
 from .checkpointer import Checkpointer, _already_applied, _check_key, _checked_result
 from .errors import CheckpointerClosedError, ConflictError, InvalidArgumentError
 from .ids import validate_thread_id
@@ -169,22 +170,24 @@ class AsyncCheckpointer:
         thread_id = validate_thread_id(thread_id)
         _check_key(idempotency_key)
         retries = self.checkpointer.max_retries if max_retries is None else max_retries
-        attempt = 0
-        while True:
-            async with self._lock(thread_id):
-                state = await self._run(self.checkpointer._load_or_new, thread_id)
-                if _already_applied(state, idempotency_key):
-                    return state
-                result = _checked_result(await self._call(fn, state), state)
-                try:
-                    return await self._run(self.checkpointer._commit, thread_id, result, state.provenance, idempotency_key)
-                except ConflictError:
-                    if attempt >= retries:
-                        logger.warning("update of thread %r gave up after %d retries on conflicts", thread_id, attempt)
-                        raise
-            attempt += 1
-            logger.debug("update of thread %r conflicted; retry %d", thread_id, attempt)
-            await asyncio.sleep(backoff(attempt))
+        with telemetry.operation("update", self.checkpointer, check_slow=False):
+            attempt = 0
+            while True:
+                async with self._lock(thread_id):
+                    state = await self._run(self.checkpointer._load_or_new, thread_id)
+                    if _already_applied(state, idempotency_key):
+                        return state
+                    result = _checked_result(await self._call(fn, state), state)
+                    try:
+                        return await self._run(self.checkpointer._commit, thread_id, result, state.provenance, idempotency_key)
+                    except ConflictError:
+                        if attempt >= retries:
+                            logger.warning("update of thread %r gave up after %d retries on conflicts", thread_id, attempt)
+                            raise
+                attempt += 1
+                logger.debug("update of thread %r conflicted; retry %d", thread_id, attempt)
+                telemetry.retried()
+                await asyncio.sleep(backoff(attempt))
 
     @staticmethod
     async def _call(fn: AsyncUpdateFn, state: AgentStateSnapshot) -> Optional[AgentStateSnapshot]:
@@ -285,23 +288,27 @@ class Attempt:
     async def __aexit__(
         self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
     ) -> bool:
+        attempts = self._attempts
         try:
             await self._transaction.__aexit__(exc_type, exc, tb)  # type: ignore[union-attr]
-        except ConflictError:
-            if self.number >= self._attempts.max_retries:
-                logger.warning("thread %r: gave up after %d retries on conflicts", self._attempts.thread_id, self.number)
+        except ConflictError as conflict:
+            if self.number >= attempts.max_retries:
+                logger.warning("thread %r: gave up after %d retries on conflicts", attempts.thread_id, self.number)
+                attempts.finish(conflict)
                 raise
-            logger.debug("thread %r: transaction conflicted; retry %d", self._attempts.thread_id, self.number + 1)
-            return True  # swallowed: the loop runs the block again
-        if isinstance(exc, ConflictError) and self.number < self._attempts.max_retries:
-            logger.debug("thread %r: block raised a conflict; retry %d", self._attempts.thread_id, self.number + 1)
-            return True
-        self._attempts.done = exc is None
+            return attempts.retry(self.number)
+        if isinstance(exc, ConflictError) and self.number < attempts.max_retries:
+            return attempts.retry(self.number)
+        attempts.done = exc is None
+        attempts.finish(exc)
         return False
 
 
 class Attempts:
-    """The async iterator :meth:`AsyncCheckpointer.attempts` returns; yields :class:`Attempt` objects."""
+    """The async iterator :meth:`AsyncCheckpointer.attempts` returns; yields :class:`Attempt` objects.
+
+    The whole loop is one ``transaction`` operation for :mod:`agents_persist.telemetry`.
+    """
 
     def __init__(self, checkpointer: AsyncCheckpointer, thread_id: str, max_retries: int) -> None:
         self.checkpointer = checkpointer
@@ -309,6 +316,7 @@ class Attempts:
         self.max_retries = max_retries
         self.done = False
         self._current: Optional[Attempt] = None
+        self._operation: Optional[telemetry.operation] = None
 
     def __aiter__(self) -> "Attempts":
         return self
@@ -317,9 +325,26 @@ class Attempts:
         current = self._current
         if self.done:
             raise StopAsyncIteration
-        if current is not None:
+        if current is None:
+            self._operation = telemetry.operation("transaction", self.checkpointer.checkpointer, check_slow=False)
+            self._operation.__enter__()
+        else:
             if current._transaction is None:
-                raise RuntimeError("each attempt must be entered with 'async with attempt as state:'")
+                error = RuntimeError("each attempt must be entered with 'async with attempt as state:'")
+                self.finish(error)
+                raise error
             await asyncio.sleep(backoff(current.number + 1))
         self._current = Attempt(self, 0 if current is None else current.number + 1)
         return self._current
+
+    def retry(self, number: int) -> bool:
+        """Note that attempt ``number`` conflicted and the loop goes on; True (swallow the conflict)."""
+        logger.debug("thread %r: transaction conflicted; retry %d", self.thread_id, number + 1)
+        telemetry.retried()
+        return True
+
+    def finish(self, exc: Optional[BaseException]) -> None:
+        """End the loop's telemetry operation (once)."""
+        operation, self._operation = self._operation, None
+        if operation is not None:
+            operation.__exit__(type(exc) if exc is not None else None, exc, None)

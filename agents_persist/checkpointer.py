@@ -10,13 +10,14 @@ built over only keeps bytes (:mod:`agents_persist.store`).
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from operator import attrgetter
 from types import TracebackType
 from typing import Any, Callable, Iterator, Optional, Sequence, Type, TypeVar
 
-from . import codec, options
+from . import codec, options, telemetry
 from .errors import CheckpointerClosedError, ConflictError, InvalidArgumentError, SerializationError
 from .ids import validate_thread_id
 from .models import AgentMessage, AgentStateSnapshot, Provenance, ThreadInfo, ThreadPage
@@ -30,6 +31,7 @@ from .writer import Writer
 __all__ = ["Checkpointer", "UpdateFn", "store_attribute"]
 
 T = TypeVar("T", bound="Checkpointer")
+logger = logging.getLogger(__name__)
 
 
 def store_attribute(path: str, doc: str) -> Any:
@@ -79,6 +81,7 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ public contract
 
+    @telemetry.traced("save")
     def save(
         self,
         thread_id: str,
@@ -136,6 +139,7 @@ class Checkpointer:
             self._check_open()
             return self._writer.save(thread_id, state, provenance, expect).version
 
+    @telemetry.traced("append")
     def append(
         self,
         thread_id: str,
@@ -175,6 +179,7 @@ class Checkpointer:
             self._check_open()
             return self._writer.append(thread_id, list(messages), expect, self.max_retries)
 
+    @telemetry.traced("load")
     def load(self, thread_id: str) -> Optional[AgentStateSnapshot]:
         """Return the stored snapshot of ``thread_id``, or None if there is none (or it expired).
 
@@ -192,6 +197,7 @@ class Checkpointer:
             return None
         return self._writer.decode(thread_id, stored)
 
+    @telemetry.traced("delete")
     def delete(self, thread_id: str) -> bool:
         """Remove everything stored for ``thread_id``; True if a live thread was deleted."""
         thread_id = validate_thread_id(thread_id)
@@ -204,12 +210,14 @@ class Checkpointer:
         """True if ``thread_id`` has a stored, unexpired snapshot."""
         return self.get_version(thread_id) > 0
 
+    @telemetry.traced("get_version")
     def get_version(self, thread_id: str) -> int:
         """The stored version of ``thread_id`` without loading it; 0 if missing or expired."""
         thread_id = validate_thread_id(thread_id)
         self._check_open()
         return self.store.read_version(thread_id)
 
+    @telemetry.traced("list_threads")
     def list_threads(
         self, prefix: Optional[str] = None, *, limit: int = DEFAULT_LIST_LIMIT, cursor: Optional[str] = None
     ) -> ThreadPage:
@@ -268,11 +276,12 @@ class Checkpointer:
         block raises, nothing is saved.
         """
         thread_id = validate_thread_id(thread_id)
-        with self._locks.hold(thread_id):
+        with telemetry.operation("transaction", self, check_slow=False), self._locks.hold(thread_id):
             state = self._load_or_new(thread_id)
             yield state
             self.save(thread_id, state)
 
+    @telemetry.traced("update", check_slow=False)
     def update(
         self, thread_id: str, fn: UpdateFn, *, max_retries: Optional[int] = None, idempotency_key: Optional[str] = None
     ) -> AgentStateSnapshot:
@@ -310,10 +319,14 @@ class Checkpointer:
                     return self._commit(thread_id, result, state.provenance, idempotency_key)
                 except ConflictError:
                     if attempt >= retries:
+                        logger.warning("update of thread %r gave up after %d retries on conflicts", thread_id, attempt)
                         raise
             attempt += 1
+            logger.debug("update of thread %r conflicted; retry %d", thread_id, attempt)
+            telemetry.retried()
             time.sleep(backoff(attempt))
 
+    @telemetry.traced("save")
     def _commit(
         self, thread_id: str, result: AgentStateSnapshot, provenance: Optional[Provenance], idempotency_key: Optional[str]
     ) -> AgentStateSnapshot:
@@ -328,6 +341,7 @@ class Checkpointer:
         # A concurrent call with the same key committed first: return what it stored.
         return self._load_or_new(thread_id)
 
+    @telemetry.traced("purge_expired")
     def purge_expired(self) -> int:
         """Delete expired threads now; return how many were removed.
 

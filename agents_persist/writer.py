@@ -9,10 +9,11 @@ It also decodes what a store read into a snapshot that carries its provenance.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import List, Optional
 
-from . import codec
+from . import codec, telemetry
 from .errors import ConflictError, CorruptSnapshotError, SerializationError
 from .models import AgentMessage, AgentStateSnapshot, Provenance
 from .planning import (
@@ -29,6 +30,8 @@ from .planning import (
 )
 from .prefix_cache import PrefixCache
 from .store import Store
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Writer", "EMPTY_HEAD"]
 
@@ -63,6 +66,7 @@ class Writer:
             self.prefixes.forget(thread_id)
             write, encoded = plan_write(thread_id, messages, None, None, *args)
             written = self.store.write(thread_id, write)
+        telemetry.wrote(write.head, write.messages)
         if not written.duplicate:
             applied = provenance.applied if provenance is not None and written.version > 1 else ()
             state.provenance = Provenance(
@@ -119,11 +123,15 @@ class Writer:
                 if fresh:  # another writer appended between our read and our write
                     attempt += 1
                     if attempt > max_retries:
+                        logger.warning("append to thread %r gave up after %d attempts on conflicts", thread_id, attempt)
                         raise ConflictError(
                             f"thread {thread_id!r}: other writers kept appending first ({attempt} attempts)", thread_id=thread_id
                         ) from None
+                    logger.debug("append to thread %r lost a race with another writer; retry %d", thread_id, attempt)
+                    telemetry.retried()
                     time.sleep(backoff(attempt))
                 continue
+            telemetry.wrote(write.head, write.messages)
             if not written.duplicate:
                 self.prefixes.remember(thread_id, write.message_count, write.digest)
             return written.version
