@@ -25,7 +25,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import logging
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -41,7 +40,6 @@ from .planning import backoff
 
 __all__ = ["AsyncCheckpointer", "AsyncUpdateFn", "Attempt", "Attempts"]
 
-logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
 DEFAULT_MAX_WORKERS = 8
@@ -181,12 +179,9 @@ class AsyncCheckpointer:
                     try:
                         return await self._run(self.checkpointer._commit, thread_id, result, state.provenance, idempotency_key)
                     except ConflictError:
-                        if attempt >= retries:
-                            logger.warning("update of thread %r gave up after %d retries on conflicts", thread_id, attempt)
+                        if not telemetry.conflicted("update", thread_id, attempt, retries):
                             raise
                 attempt += 1
-                logger.debug("update of thread %r conflicted; retry %d", thread_id, attempt)
-                telemetry.retried()
                 await asyncio.sleep(backoff(attempt))
 
     @staticmethod
@@ -292,13 +287,14 @@ class Attempt:
         try:
             await self._transaction.__aexit__(exc_type, exc, tb)  # type: ignore[union-attr]
         except ConflictError as conflict:
-            if self.number >= attempts.max_retries:
-                logger.warning("thread %r: gave up after %d retries on conflicts", attempts.thread_id, self.number)
-                attempts.finish(conflict)
-                raise
-            return attempts.retry(self.number)
-        if isinstance(exc, ConflictError) and self.number < attempts.max_retries:
-            return attempts.retry(self.number)
+            if telemetry.conflicted("transaction", attempts.thread_id, self.number, attempts.max_retries):
+                return True  # swallowed: the loop runs the block again
+            attempts.finish(conflict)
+            raise
+        if isinstance(exc, ConflictError) and telemetry.conflicted(
+            "transaction", attempts.thread_id, self.number, attempts.max_retries
+        ):
+            return True
         attempts.done = exc is None
         attempts.finish(exc)
         return False
@@ -336,12 +332,6 @@ class Attempts:
             await asyncio.sleep(backoff(current.number + 1))
         self._current = Attempt(self, 0 if current is None else current.number + 1)
         return self._current
-
-    def retry(self, number: int) -> bool:
-        """Note that attempt ``number`` conflicted and the loop goes on; True (swallow the conflict)."""
-        logger.debug("thread %r: transaction conflicted; retry %d", self.thread_id, number + 1)
-        telemetry.retried()
-        return True
 
     def finish(self, exc: Optional[BaseException]) -> None:
         """End the loop's telemetry operation (once)."""

@@ -10,7 +10,6 @@ built over only keeps bytes (:mod:`agents_persist.store`).
 
 from __future__ import annotations
 
-import logging
 import time
 from contextlib import contextmanager
 from operator import attrgetter
@@ -31,7 +30,6 @@ from .writer import Writer
 __all__ = ["Checkpointer", "UpdateFn", "store_attribute"]
 
 T = TypeVar("T", bound="Checkpointer")
-logger = logging.getLogger(__name__)
 
 
 def store_attribute(path: str, doc: str) -> Any:
@@ -318,12 +316,9 @@ class Checkpointer:
                 try:
                     return self._commit(thread_id, result, state.provenance, idempotency_key)
                 except ConflictError:
-                    if attempt >= retries:
-                        logger.warning("update of thread %r gave up after %d retries on conflicts", thread_id, attempt)
+                    if not telemetry.conflicted("update", thread_id, attempt, retries):
                         raise
             attempt += 1
-            logger.debug("update of thread %r conflicted; retry %d", thread_id, attempt)
-            telemetry.retried()
             time.sleep(backoff(attempt))
 
     @telemetry.traced("save")

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, Optional, Type, TypeVar, cast
 
 from .errors import BackendUnavailableError, ConflictError
 
-__all__ = ["configure", "instrument", "uninstrument", "operation", "traced", "retried", "wrote", "SPAN_PREFIX"]
+__all__ = ["configure", "instrument", "uninstrument", "operation", "traced", "conflicted", "wrote", "SPAN_PREFIX"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,16 @@ def uninstrument() -> None:
     _otel = None
 
 
-def retried() -> None:
-    """Note a conflict that the current operation absorbed by retrying (a DEBUG line is the caller's)."""
+def conflicted(what: str, thread_id: str, attempt: int, max_retries: int) -> bool:
+    """After a conflict on ``attempt`` (0 first) of ``what``: True to retry (DEBUG, counted), False to give up (WARNING)."""
+    if attempt >= max_retries:
+        logger.warning("%s of thread %r gave up after %d retries on conflicts", what, thread_id, attempt)
+        return False
+    logger.debug("%s of thread %r conflicted; retry %d", what, thread_id, attempt + 1)
     current = _current.get() if _otel is not None else None
     if current is not None:
         current.retries += 1
+    return True
 
 
 def wrote(head: bytes, messages: Any) -> None:

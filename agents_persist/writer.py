@@ -9,7 +9,6 @@ It also decodes what a store read into a snapshot that carries its provenance.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import List, Optional
 
@@ -30,8 +29,6 @@ from .planning import (
 )
 from .prefix_cache import PrefixCache
 from .store import Store
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["Writer", "EMPTY_HEAD"]
 
@@ -122,13 +119,10 @@ class Writer:
                 hint = None
                 if fresh:  # another writer appended between our read and our write
                     attempt += 1
-                    if attempt > max_retries:
-                        logger.warning("append to thread %r gave up after %d attempts on conflicts", thread_id, attempt)
+                    if not telemetry.conflicted("append", thread_id, attempt - 1, max_retries):
                         raise ConflictError(
                             f"thread {thread_id!r}: other writers kept appending first ({attempt} attempts)", thread_id=thread_id
                         ) from None
-                    logger.debug("append to thread %r lost a race with another writer; retry %d", thread_id, attempt)
-                    telemetry.retried()
                     time.sleep(backoff(attempt))
                 continue
             telemetry.wrote(write.head, write.messages)

@@ -56,7 +56,7 @@ def test_attempts_land_all_200_changes_from_two_checkpointers_on_one_file(
             expected = [f"a{i}" for i in range(TASKS)] + [f"b{i}" for i in range(TASKS)]
             assert sorted(m.content for m in state.messages) == sorted(expected)
 
-    with caplog.at_level(logging.DEBUG, logger="agents_persist.aio"):
+    with caplog.at_level(logging.DEBUG, logger="agents_persist.telemetry"):
         asyncio.run(main())
     retried = sum(1 for n in runs if n > 0)
     assert retried > 0, "two checkpointers on one file should have conflicted at least once"
@@ -92,8 +92,8 @@ def test_attempts_give_up_after_max_retries_and_other_errors_end_at_once(
                 async for _attempt in acp.attempts("t"):
                     pass
 
-    with caplog.at_level(logging.DEBUG, logger="agents_persist.aio"):
+    with caplog.at_level(logging.DEBUG, logger="agents_persist.telemetry"):
         asyncio.run(main())
-    levels = [r.levelno for r in caplog.records if r.name == "agents_persist.aio"]
+    levels = [r.levelno for r in caplog.records if r.name == "agents_persist.telemetry"]
     assert levels == [logging.DEBUG, logging.DEBUG, logging.WARNING]
     assert "gave up after 2 retries" in caplog.records[-1].getMessage()

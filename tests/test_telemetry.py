@@ -76,7 +76,7 @@ def test_conflict_retries_log_debug_and_giving_up_a_warning_without_content(
         cp.save("t", AgentStateSnapshot(messages=[AgentMessage.user(SECRET)]))
         _racing_update(cp, other, "t", races=2)
         retries = [r for r in caplog.records if "conflicted; retry" in r.getMessage()]
-        assert [(r.levelno, r.name) for r in retries] == [(logging.DEBUG, "agents_persist.checkpointer")] * 2
+        assert [(r.levelno, r.name) for r in retries] == [(logging.DEBUG, "agents_persist.telemetry")] * 2
         caplog.clear()
         with pytest.raises(ConflictError):
             _racing_update(cp, other, "t", races=10, max_retries=1)

@@ -1,12 +1,15 @@
-"""Helpers of the integration tests: many threads posting to one thread ID, stopping a server process by PID."""
+"""Helpers of the integration tests: many threads posting to one thread ID, a free port, a server subprocess stopped by PID."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
-from typing import Any, Callable, Dict, List, Tuple
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 #: ``post(client, content) -> (status, body)``: one request of a framework's test client.
 Post = Callable[[Any, str], Tuple[int, Any]]
@@ -51,3 +54,33 @@ def stop_process(process: "subprocess.Popen[bytes]", deadline: float) -> None:
     except subprocess.TimeoutExpired:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=deadline)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+STOP_DEADLINE = 15.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop(process: "subprocess.Popen[bytes]") -> None:
+    """SIGTERM the server's master by PID (it stops its workers), then SIGKILL after a deadline."""
+    stop_process(process, STOP_DEADLINE)
+
+
+@contextmanager
+def serving(command: List[str], tmp_path: Path, name: str) -> Iterator[Tuple["subprocess.Popen[bytes]", Path]]:
+    """Run ``command`` in ``tmp_path`` (importing the repository and ``tmp_path``), logging to ``<name>.log``; stop it after."""
+    log = tmp_path / f"{name}.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    env.pop("AGENTS_PERSIST_URL", None)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process, log
+    finally:
+        stop(process)

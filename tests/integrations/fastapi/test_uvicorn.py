@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,35 +12,17 @@ from typing import Any, Dict, List, Tuple
 import httpx
 import pytest
 
+from tests.integrations.support import free_port, serving
 from tests.spec import BackendSpec
 
-ROOT = Path(__file__).resolve().parents[3]
 WORKERS, REQUESTS = 2, 200
-START_DEADLINE, STOP_DEADLINE = 60.0, 15.0
+START_DEADLINE = 60.0
 
 APP_MODULE = """\
 from tests.integrations.fastapi.app import create_app
 
 app = create_app({url!r}, {options!r})
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(process: "subprocess.Popen[bytes]") -> None:
-    """SIGTERM uvicorn's supervisor by PID (it stops its workers), then SIGKILL after a deadline."""
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_DEADLINE)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_DEADLINE)
 
 
 async def _wait_until_up(base: str, process: "subprocess.Popen[bytes]", log: Path) -> None:
@@ -80,17 +59,12 @@ def test_uvicorn_2_workers_keeps_all_200_concurrent_posts(
 ) -> None:
     spec: BackendSpec = request.getfixturevalue(f"{backend}_spec")
     (tmp_path / "ap_uvicorn_app.py").write_text(APP_MODULE.format(url=spec.url, options=spec.options))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     thread_id = f"{prefix}uvicorn"
-    log = tmp_path / "uvicorn.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
-    env.pop("AGENTS_PERSIST_URL", None)
     command = [sys.executable, "-m", "uvicorn", "ap_uvicorn_app:app", "--workers", str(WORKERS)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
+    with serving(command, tmp_path, "uvicorn") as (process, log):
         asyncio.run(_wait_until_up(base, process, log))
         started = time.monotonic()
         replies = asyncio.run(_hammer(base, thread_id))
@@ -112,5 +86,3 @@ def test_uvicorn_2_workers_keeps_all_200_concurrent_posts(
         finally:
             checkpointer.delete(thread_id)
             checkpointer.close()
-    finally:
-        _stop(process)
