@@ -1,7 +1,8 @@
 """The data model: msgspec Structs for an agent's conversation state.
 
-Everything here is plain data. Values inside ``content``, ``metadata`` and tool
-arguments must be JSON-like (``None``, ``bool``, ``int``, ``float``, ``str``,
+Everything here is plain data (readable reprs and notebook HTML are in
+:mod:`agents_persist.display`). Values inside ``content``, ``metadata`` and
+tool arguments must be JSON-like (``None``, ``bool``, ``int``, ``float``, ``str``,
 lists and str-keyed dicts of those); anything else is refused with
 :class:`~agents_persist.errors.SerializationError` when the snapshot is saved.
 
@@ -19,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple
 
 import msgspec
 
+from . import display
 from .errors import InvalidArgumentError
 
 __all__ = [
@@ -160,6 +162,12 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True):
             name=data.get("name"),
         )
 
+    def __repr__(self) -> str:
+        return display.message_repr(self)
+
+    def _repr_html_(self) -> str:
+        return display.message_html(self)
+
 
 class TodoItem(msgspec.Struct, omit_defaults=True):
     """One entry of the agent's todo list."""
@@ -213,6 +221,9 @@ class Provenance(msgspec.Struct, frozen=True):
     encoded: bytes = b""
     applied: Tuple[Tuple[str, int], ...] = ()
 
+    def __repr__(self) -> str:
+        return display.provenance_repr(self)
+
 
 class AgentStateSnapshot(msgspec.Struct, eq=False):
     """The whole persisted state of one conversation thread.
@@ -264,6 +275,13 @@ class AgentStateSnapshot(msgspec.Struct, eq=False):
         """Return the messages as OpenAI-style chat dicts."""
         return [message.to_openai() for message in self.messages]
 
+    def __repr__(self) -> str:
+        return display.snapshot_repr(self)
+
+    def _repr_html_(self) -> str:
+        """The conversation as a chat transcript (Jupyter and IPython display it)."""
+        return display.snapshot_html(self)
+
 
 class ThreadInfo(msgspec.Struct, frozen=True):
     """A summary of one stored thread, as listed by ``list_threads``.
@@ -291,3 +309,9 @@ class ThreadPage(msgspec.Struct, frozen=True):
 
     def __len__(self) -> int:
         return len(self.threads)
+
+    def __repr__(self) -> str:
+        return display.page_repr(self)
+
+    def _repr_html_(self) -> str:
+        return display.page_html(self)
