@@ -142,7 +142,7 @@ def _call_html(call: "ToolCall") -> str:
     args = escape(json.dumps(call.arguments, ensure_ascii=False, default=str))
     return (
         f'<div style="margin-top:6px;padding:4px 6px;border-radius:4px;background:#ffffffaa;{_MONO}">'
-        f"&#128295; <b>{escape(call.name)}</b>({args})"
+        f"→ <b>{escape(call.name)}</b>({args})"
         f' <span style="color:#6b7280">id={escape(call.id)}</span></div>'
     )
 
@@ -173,7 +173,7 @@ def _interrupt_html(interrupt: "HitlInterrupt") -> str:
     return (
         '<div class="ap-interrupt" style="margin:8px 0;padding:8px 10px;border:2px dashed #f59e0b;'
         'border-radius:8px;background:#fffbeb">'
-        "<b>&#9203; Awaiting human approval</b>"
+        "<b>⚠ Awaiting human approval</b>"
         f'<div style="{_MONO}"><b>{escape(interrupt.tool_name)}</b>({args}){call}</div>{note}</div>'
     )
 
