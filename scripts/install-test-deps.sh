@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install the system packages that the test servers (tests/servers/) need on
-# Debian 12: redis-server + redis-tools, PostgreSQL 15 server binaries and
-# runuser. Idempotent: installs only what is missing. Starts no service: the
+# Debian 12: redis-server + redis-tools, PostgreSQL 15 server binaries,
+# runuser, and chromium (headless, renders the notebook example's transcript). Idempotent: installs only what is missing. Starts no service: the
 # tests start their own throwaway servers on free loopback ports.
-# Python packages (redis, psycopg2-binary, boto3, moto[server], pytest) come
+# Python packages (redis, psycopg2-binary, boto3, moto[server], pytest, nbclient) come
 # from the project's dev dependencies, not from here.
 set -euo pipefail
 
@@ -35,6 +35,12 @@ else
   log "runuser present: $(command -v runuser)"
 fi
 
+if ! command -v chromium >/dev/null 2>&1; then
+  packages+=(chromium)
+else
+  log "chromium present: $(chromium --version 2>/dev/null | head -n1)"
+fi
+
 if [ "${#packages[@]}" -eq 0 ]; then
   log "nothing to install"
 else
@@ -64,7 +70,7 @@ fi
 
 # Final check: fail loudly if anything is still missing.
 missing=0
-for exe in redis-server redis-cli runuser; do
+for exe in redis-server redis-cli runuser chromium; do
   if ! command -v "$exe" >/dev/null 2>&1; then
     log "ERROR: $exe still missing"
     missing=1
