@@ -83,7 +83,7 @@ def test_manage_command_forwards_to_the_cli(sqlite_spec: BackendSpec, tmp_path: 
             deleted = _django(["agents_persist", "delete", thread_id], env, tmp_path)
             assert deleted.returncode == 0 and f"deleted {thread_id!r}" in deleted.stdout
             missing = _django(["agents_persist", "show", thread_id], env, tmp_path)
-            assert missing.returncode == 1 and "not found" in missing.stdout
+            assert missing.returncode == 3 and "not found" in missing.stderr  # 3: not found (docs/cli.rst)
             bad = _django(["agents_persist", "--alias", "nope", "list"], env, tmp_path)
             assert bad.returncode != 0 and "no AGENTS_PERSIST alias 'nope'" in bad.stderr
         finally:

@@ -168,11 +168,13 @@ class ManagementCommandTests(TestCase):
         )
 
     def test_cli_failure_is_a_command_error_with_its_status(self) -> None:
-        out, err = io.StringIO(), io.StringIO()
+        out, missing, err = io.StringIO(), io.StringIO(), io.StringIO()
         with self.assertRaises(CommandError) as raised:
-            call_command("agents_persist", "show", "missing-thread", stdout=out)
-        self.assertEqual(raised.exception.returncode, 1)
-        self.assertEqual(out.getvalue(), "thread 'missing-thread' not found\n")  # the CLI's output, captured once
+            call_command("agents_persist", "show", "missing-thread", stdout=out, stderr=missing)
+        self.assertEqual(raised.exception.returncode, 3)  # the CLI's "not found" (docs/cli.rst)
+        self.assertEqual(out.getvalue(), "")
+        self.assertEqual(missing.getvalue().count("\n"), 1)  # the CLI's one line, captured once
+        self.assertIn("thread 'missing-thread' not found", missing.getvalue())
         with self.assertRaises(CommandError) as usage:
             call_command("agents_persist", "no-such-subcommand", stderr=err)
         self.assertEqual(usage.exception.returncode, 2)
