@@ -32,7 +32,8 @@ from types import TracebackType
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, Type, TypeVar, Union
 
 from . import telemetry
-from .checkpointer import Checkpointer, _already_applied, _check_key, _checked_result
+from .arguments import already_applied, check_idempotency_key, checked_result
+from .checkpointer import Checkpointer
 from .errors import CheckpointerClosedError, ConflictError, InvalidArgumentError
 from .ids import validate_thread_id
 from .models import AgentMessage, AgentStateSnapshot, ThreadInfo, ThreadPage
@@ -166,16 +167,16 @@ class AsyncCheckpointer:
         retry, with backoff, up to ``max_retries`` times.
         """
         thread_id = validate_thread_id(thread_id)
-        _check_key(idempotency_key)
+        check_idempotency_key(idempotency_key)
         retries = self.checkpointer.max_retries if max_retries is None else max_retries
         with telemetry.operation("update", self.checkpointer, check_slow=False):
             attempt = 0
             while True:
                 async with self._lock(thread_id):
                     state = await self._run(self.checkpointer._load_or_new, thread_id)
-                    if _already_applied(state, idempotency_key):
+                    if already_applied(state, idempotency_key):
                         return state
-                    result = _checked_result(await self._call(fn, state), state)
+                    result = checked_result(await self._call(fn, state), state)
                     try:
                         return await self._run(self.checkpointer._commit, thread_id, result, state.provenance, idempotency_key)
                     except ConflictError:

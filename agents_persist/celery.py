@@ -32,7 +32,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without celery
     raise missing_extra("agents_persist.celery", "Celery", "celery", exc) from exc
 
-from .checkpointer import MAX_IDEMPOTENCY_KEY_LENGTH, Checkpointer
+from .arguments import MAX_IDEMPOTENCY_KEY_LENGTH
+from .checkpointer import Checkpointer
 
 __all__ = ["make_purge_task", "task_idempotency_key", "beat_entry", "PURGE_TASK_NAME"]
 

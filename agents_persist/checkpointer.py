@@ -17,10 +17,11 @@ from types import TracebackType
 from typing import Any, Callable, Iterator, Optional, Sequence, Type, TypeVar
 
 from . import codec, options, telemetry
+from .arguments import already_applied, check_idempotency_key, check_limit, checked_result
 from .errors import CheckpointerClosedError, ConflictError, InvalidArgumentError, SerializationError
 from .ids import validate_thread_id
 from .models import AgentMessage, AgentStateSnapshot, Provenance, ThreadInfo, ThreadPage
-from .paging import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, decode_cursor, encode_cursor
+from .paging import DEFAULT_LIST_LIMIT, decode_cursor, encode_cursor
 from .planning import Expectation, backoff, is_expired
 from .runtime import forking
 from .runtime.locks import LockRegistry
@@ -38,7 +39,6 @@ def store_attribute(path: str, doc: str) -> Any:
     return property(lambda self: get(self.store), doc=doc)
 
 
-MAX_IDEMPOTENCY_KEY_LENGTH = 200
 UpdateFn = Callable[[AgentStateSnapshot], Optional[AgentStateSnapshot]]
 
 
@@ -167,7 +167,7 @@ class Checkpointer:
         thread_id = validate_thread_id(thread_id)
         if expected_version is not None and (type(expected_version) is not int or expected_version < 0):
             raise InvalidArgumentError(f"expected_version must be an int >= 0, not {expected_version!r}")
-        _check_key(idempotency_key)
+        check_idempotency_key(idempotency_key)
         if not isinstance(messages, (list, tuple)):
             raise SerializationError(
                 f"messages must be a list of AgentMessage, not {type(messages).__name__}", thread_id=thread_id
@@ -233,7 +233,7 @@ class Checkpointer:
         """
         if prefix is not None and type(prefix) is not str:
             raise InvalidArgumentError(f"prefix must be a str or None, not {type(prefix).__name__}")
-        _check_limit("limit", limit)
+        check_limit("limit", limit)
         after = decode_cursor(cursor) if cursor is not None else None
         self._check_open()
         found = self.store.list(prefix or None, limit + 1, after, time.time())
@@ -252,7 +252,7 @@ class Checkpointer:
         """
         if prefix is not None and type(prefix) is not str:
             raise InvalidArgumentError(f"prefix must be a str or None, not {type(prefix).__name__}")
-        _check_limit("page_size", page_size)
+        check_limit("page_size", page_size)
         after: Optional[str] = None
         while True:
             self._check_open()
@@ -304,15 +304,15 @@ class Checkpointer:
             ConflictError: Still conflicting after ``max_retries`` retries.
         """
         thread_id = validate_thread_id(thread_id)
-        _check_key(idempotency_key)
+        check_idempotency_key(idempotency_key)
         retries = self.max_retries if max_retries is None else max_retries
         attempt = 0
         while True:
             with self._locks.hold(thread_id):
                 state = self._load_or_new(thread_id)
-                if _already_applied(state, idempotency_key):
+                if already_applied(state, idempotency_key):
                     return state
-                result = _checked_result(fn(state), state)
+                result = checked_result(fn(state), state)
                 try:
                     return self._commit(thread_id, result, state.provenance, idempotency_key)
                 except ConflictError:
@@ -383,25 +383,3 @@ class Checkpointer:
             # "Must not exist yet": saving it creates the thread, or conflicts.
             state = AgentStateSnapshot(provenance=Provenance(thread_id, 0, 0, 0, codec.EMPTY_DIGEST))
         return state
-
-
-def _already_applied(state: AgentStateSnapshot, key: Optional[str]) -> bool:
-    return key is not None and state.provenance is not None and any(k == key for k, _ in state.provenance.applied)
-
-
-def _checked_result(result: Optional[AgentStateSnapshot], state: AgentStateSnapshot) -> AgentStateSnapshot:
-    if result is None:
-        return state
-    if not isinstance(result, AgentStateSnapshot):
-        raise InvalidArgumentError(f"update function returned {type(result).__name__}, not a snapshot or None")
-    return result
-
-
-def _check_limit(name: str, value: object) -> None:
-    if type(value) is not int or not 1 <= value <= MAX_LIST_LIMIT:
-        raise InvalidArgumentError(f"{name} must be an int from 1 to {MAX_LIST_LIMIT}, not {value!r}")
-
-
-def _check_key(key: object) -> None:
-    if key is not None and (type(key) is not str or not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH):
-        raise InvalidArgumentError(f"idempotency_key must be a non-empty str of at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
