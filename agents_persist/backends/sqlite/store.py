@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional, Tuple
 
 from ...codec import EMPTY_DIGEST, decode_applied, encode_applied
 from ...errors import BackendUnavailableError, ConfigurationError
@@ -193,39 +193,30 @@ class SqliteStore(Store):
         return row is not None
 
     def list(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
-        clauses = ["(expires_at IS NULL OR expires_at > ?)"]
-        params: List[Any] = [now]
-        if prefix is not None:
-            clauses.append("substr(thread_id, 1, ?) = ?")
-            params += [len(prefix), prefix]
-        if after is not None:
-            clauses.append("(updated_at < ? OR (updated_at = ? AND thread_id < ?))")
-            params += [after[0], after[0], after[1]]
-        params.append(limit)
-        with self._transaction() as conn:
-            rows = conn.execute(
-                f"""SELECT thread_id, version, updated_at, message_count, expires_at
-                    FROM agents_persist_threads WHERE {" AND ".join(clauses)}
-                    ORDER BY updated_at DESC, thread_id DESC LIMIT ?""",
-                params,
-            ).fetchall()
-        return [thread_info(*row) for row in rows]
+        where = ("(updated_at < ? OR (updated_at = ? AND thread_id < ?))", [after[0], after[0], after[1]]) if after else None
+        return self._summaries(prefix, where, "updated_at DESC, thread_id DESC", limit, now)
 
     def scan(self, prefix: Optional[str], after: Optional[str], limit: int, now: float) -> List[ThreadInfo]:
+        return self._summaries(prefix, ("thread_id > ?", [after]) if after is not None else None, "thread_id", limit, now)
+
+    def _summaries(
+        self, prefix: Optional[str], where: Optional[Tuple[str, List[Any]]], order: str, limit: int, now: float
+    ) -> List[ThreadInfo]:
+        """Unexpired threads under ``prefix`` (and ``where``), in ``order``, at most ``limit``."""
         clauses = ["(expires_at IS NULL OR expires_at > ?)"]
         params: List[Any] = [now]
         if prefix is not None:
             clauses.append("substr(thread_id, 1, ?) = ?")
             params += [len(prefix), prefix]
-        if after is not None:
-            clauses.append("thread_id > ?")
-            params.append(after)
+        if where is not None:
+            clauses.append(where[0])
+            params += where[1]
         params.append(limit)
         with self._transaction() as conn:
             rows = conn.execute(
                 f"""SELECT thread_id, version, updated_at, message_count, expires_at
                     FROM agents_persist_threads WHERE {" AND ".join(clauses)}
-                    ORDER BY thread_id LIMIT ?""",
+                    ORDER BY {order} LIMIT ?""",
                 params,
             ).fetchall()
         return [thread_info(*row) for row in rows]
