@@ -6,14 +6,17 @@ raises :class:`~agents_persist.errors.UnsupportedFormatError`. Nothing is ever
 pickled or imported by name.
 
 Messages are encoded one by one so that a save can append just the new ones;
-a chained BLAKE2b digest over the encoded messages identifies a stored prefix.
+a random token stored with each log version (:func:`new_digest`) identifies a
+stored prefix, and held messages are compared with stored ones as bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
+import os
 import struct
+from itertools import chain
+from operator import attrgetter
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 import msgspec
@@ -29,7 +32,10 @@ __all__ = [
     "decode_message",
     "encode_head",
     "decode_head",
-    "chain_digest",
+    "new_digest",
+    "check_messages",
+    "encode_messages",
+    "stream_matches",
     "ensure_json_like",
 ]
 
@@ -54,14 +60,61 @@ _head_decoder = msgspec.msgpack.Decoder(HeadRecord)
 _stream_decoder = msgspec.msgpack.Decoder(List[Union[int, AgentMessage]])
 
 
+_SCALARS = frozenset({str, int, bool, type(None), float})
+_CONTAINERS = frozenset({list, dict})
+_ALLOWED = _SCALARS | _CONTAINERS
+_STR_KEYS = {str}
+_isfinite = math.isfinite
+
+
+def _all_json_like(values: List[Any]) -> bool:
+    """Whether every value in ``values`` is JSON-like, checked one nesting level at a time.
+
+    Each level costs a few C-level passes (``set(map(type, ...))``,
+    ``chain``) over all its values together, so a batch of messages is
+    checked in a number of Python steps that depends on nesting depth, not
+    on how many messages or keys there are.
+    """
+    level = values
+    for depth in range(_MAX_JSON_DEPTH + 1):
+        if not level:
+            return True
+        kinds = set(map(type, level))
+        if not kinds <= _ALLOWED or (depth == _MAX_JSON_DEPTH and not kinds.isdisjoint(_CONTAINERS)):
+            return False
+        if float in kinds and not all(map(_isfinite, [v for v in level if type(v) is float])):
+            return False
+        nested: List[Any] = []
+        if dict in kinds:
+            dicts = [v for v in level if type(v) is dict]
+            if not set(map(type, chain.from_iterable(dicts))) <= _STR_KEYS:
+                return False
+            nested.extend(chain.from_iterable(map(dict.values, dicts)))
+        if list in kinds:
+            nested.extend(chain.from_iterable([v for v in level if type(v) is list]))
+        level = nested
+    return not level
+
+
+def _is_json_like(value: Any) -> bool:
+    return _all_json_like([value])
+
+
 def ensure_json_like(value: Any, where: str, thread_id: Optional[str] = None) -> None:
     """Raise :class:`SerializationError` unless ``value`` is JSON-like.
 
     JSON-like means None, bool, int, float, str, and lists or str-keyed dicts
     of those, nested at most 64 deep. Checking before encoding means a
     refused snapshot writes nothing and never round-trips as something else
-    (a tuple as a list, a datetime as a string).
+    (a tuple as a list, a datetime as a string). The fast check looks at a
+    whole container's types at once; only a value that fails it is walked
+    element by element, to name exactly what is wrong.
     """
+    if not _is_json_like(value):
+        _explain_not_json_like(value, where, thread_id)
+
+
+def _explain_not_json_like(value: Any, where: str, thread_id: Optional[str]) -> None:
     stack = [(value, where, 0)]
     while stack:
         item, path, depth = stack.pop()
@@ -83,59 +136,144 @@ def ensure_json_like(value: Any, where: str, thread_id: Optional[str] = None) ->
                 stack.append((v, f"{path}[{key!r}]", depth + 1))
         else:
             raise SerializationError(f"{path} holds a {kind.__name__}, which is not JSON-like", thread_id=thread_id)
+    raise AssertionError(f"{where}: the fast JSON-like check and the walk disagree")  # pragma: no cover
+
+
+_get_content = attrgetter("content")
+_get_metadata = attrgetter("metadata")
+_get_tool_calls = attrgetter("tool_calls")
+_get_refs = attrgetter("tool_call_id", "name")
+_get_call_names = attrgetter("id", "name")
+_get_arguments = attrgetter("arguments")
+_OPTIONAL_STR = {str, type(None)}
+
+
+def _batch_is_valid(messages: Sequence[Any]) -> bool:
+    """Whether every message can be stored and loaded back as it is, checked field by field over the whole batch."""
+    if set(map(type, messages)) != {AgentMessage}:
+        return False
+    metadata = list(map(_get_metadata, messages))
+    calls_per_message = list(map(_get_tool_calls, messages))
+    if set(map(type, metadata)) != {dict} or set(map(type, calls_per_message)) != {tuple}:
+        return False
+    if not set(map(type, chain.from_iterable(map(_get_refs, messages)))) <= _OPTIONAL_STR:
+        return False
+    calls = list(chain.from_iterable(calls_per_message))
+    arguments = list(map(_get_arguments, calls))
+    if calls and (
+        set(map(type, chain.from_iterable(map(_get_call_names, calls)))) != {str} or set(map(type, arguments)) != {dict}
+    ):
+        return False
+    return _all_json_like([*map(_get_content, messages), *filter(None, metadata), *arguments])
 
 
 def _check_message(message: Any, index: int, thread_id: Optional[str]) -> None:
+    """Raise the :class:`SerializationError` that names what is wrong with ``message``, if anything."""
     if type(message) is not AgentMessage:
         raise SerializationError(f"messages[{index}] is a {type(message).__name__}, not an AgentMessage", thread_id=thread_id)
-    if type(message.content) is not str:
-        ensure_json_like(message.content, f"messages[{index}].content", thread_id)
-    if message.metadata:
-        ensure_json_like(message.metadata, f"messages[{index}].metadata", thread_id)
+    if not _batch_is_valid([message]):
+        _explain_bad_message(message, f"messages[{index}]", thread_id)
+
+
+def _explain_bad_message(message: AgentMessage, where: str, thread_id: Optional[str]) -> None:
+    for field in ("tool_call_id", "name"):
+        value = getattr(message, field)
+        if value is not None and type(value) is not str:
+            raise SerializationError(f"{where}.{field} is a {type(value).__name__}, not a str", thread_id=thread_id)
+    ensure_json_like(message.content, f"{where}.content", thread_id)
+    if type(message.metadata) is not dict:
+        raise SerializationError(f"{where}.metadata is a {type(message.metadata).__name__}, not a dict", thread_id=thread_id)
+    ensure_json_like(message.metadata, f"{where}.metadata", thread_id)
+    if type(message.tool_calls) is not tuple:
+        raise SerializationError(f"{where}.tool_calls is a {type(message.tool_calls).__name__}, not a tuple", thread_id=thread_id)
     for call in message.tool_calls:
-        ensure_json_like(call.arguments, f"messages[{index}].tool_calls[{call.id!r}].arguments", thread_id)
+        call_where = f"{where}.tool_calls[{call.id!r}]"
+        if type(call.id) is not str or type(call.name) is not str:
+            raise SerializationError(f"{call_where} needs a str id and name", thread_id=thread_id)
+        if type(call.arguments) is not dict:
+            raise SerializationError(f"{call_where}.arguments is not a dict", thread_id=thread_id)
+        ensure_json_like(call.arguments, f"{call_where}.arguments", thread_id)
+    raise AssertionError(f"{where}: the fast message check and its explanation disagree")  # pragma: no cover
+
+
+def check_messages(messages: Sequence[Any], start: int = 0, thread_id: Optional[str] = None) -> None:
+    """Raise :class:`SerializationError` unless every message can be stored and loaded back as it is.
+
+    Construction already checked what a frozen message cannot change later
+    (its role, its tool calls' types); what can change, or was never
+    checked, is checked here for the whole batch at once. Only a batch that
+    fails is looked at message by message, to name the culprit.
+    """
+    if not messages or _batch_is_valid(messages):
+        return
+    for i, message in enumerate(messages):
+        _check_message(message, start + i, thread_id)
+    raise AssertionError("the batch check and the per-message checks disagree")  # pragma: no cover
+
+
+def encode_messages(messages: Sequence[AgentMessage], start: int = 0, thread_id: Optional[str] = None) -> List[bytes]:
+    """Validate and encode ``messages`` (one blob each), numbering them from ``start`` in error messages.
+
+    Validation is complete without decoding anything back: :func:`check_messages`
+    covers every field a decode would type-check, and the encoder refuses
+    what msgpack cannot hold (an int beyond 64 bits).
+    """
+    check_messages(messages, start, thread_id)
+    encode = _encoder.encode
+    try:
+        return [_FORMAT_PREFIX + encode(m) for m in messages]
+    except (TypeError, ValueError, OverflowError):
+        pass
+    for i, message in enumerate(messages):  # name the message that cannot be encoded
+        try:
+            encode(message)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(f"messages[{start + i}] cannot be encoded: {exc}", thread_id=thread_id) from exc
+    raise AssertionError("unreachable: the batch failed to encode but every message encodes")  # pragma: no cover
+
+
+def encode_message(message: AgentMessage, index: int = 0, thread_id: Optional[str] = None) -> bytes:
+    """Validate and encode one message; ``index`` only names it in errors."""
+    return encode_messages([message], index, thread_id)[0]
+
+
+def _array_header(length: int) -> bytes:
+    if length < 16:
+        return bytes([0x90 | length])
+    if length < 0x10000:
+        return b"\xdc" + struct.pack(">H", length)
+    return b"\xdd" + struct.pack(">I", length)
+
+
+def stream_matches(messages: Sequence[AgentMessage], encoded: bytes) -> bool:
+    """Whether ``messages`` encode to exactly ``encoded`` (stored messages, concatenated): one encoder call.
+
+    The stored form of a message is its format byte (a msgpack integer)
+    followed by msgpack, so the stored form of ``messages`` is the msgpack
+    array ``[1, m1, 1, m2, ...]`` without its header. Equal bytes are valid
+    by construction; anything that cannot be encoded does not match.
+    """
+    count = len(messages)
+    if not count:
+        return not encoded
+    items: List[Any] = [FORMAT_VERSION] * (2 * count)
+    items[1::2] = messages
+    try:
+        out = _encoder.encode(items)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    header = len(_array_header(2 * count))
+    return len(out) - header == len(encoded) and out.startswith(encoded, header)
 
 
 def _loads_back(blob: bytes, decoder: "msgspec.msgpack.Decoder[Any]", what: str, thread_id: Optional[str]) -> bytes:
-    # Structs do not type-check their fields on construction or assignment (a TodoItem
-    # status typo, an int name): refuse now rather than store bytes no load can read.
+    # TodoItem and HitlInterrupt are mutable and do not type-check assignments (a status typo,
+    # an int name): refuse now rather than store bytes no load can read. Heads are small.
     try:
         decoder.decode(memoryview(blob)[1:])
     except msgspec.ValidationError as exc:
         raise SerializationError(f"{what} has a value of the wrong type: {exc}", thread_id=thread_id) from exc
     return blob
-
-
-def encode_message(message: AgentMessage, index: int = 0, thread_id: Optional[str] = None) -> bytes:
-    """Validate and encode one message; ``index`` only names it in errors."""
-    _check_message(message, index, thread_id)
-    try:
-        blob = _FORMAT_PREFIX + _encoder.encode(message)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise SerializationError(f"messages[{index}] cannot be encoded: {exc}", thread_id=thread_id) from exc
-    return _loads_back(blob, _message_decoder, f"messages[{index}]", thread_id)
-
-
-def encode_stream(messages: Sequence[AgentMessage]) -> Optional[bytes]:
-    """The stored encoding of ``messages`` concatenated, unvalidated; None if one cannot be encoded.
-
-    Used only to compare with bytes already stored (equal bytes are valid by
-    construction); anything new goes through :func:`encode_messages`.
-    """
-    buffer = bytearray()
-    encode_into = _encoder.encode_into
-    try:
-        for message in messages:
-            buffer.append(FORMAT_VERSION)
-            encode_into(message, buffer, -1)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return bytes(buffer)
-
-
-def encode_messages(messages: Sequence[AgentMessage], start: int = 0, thread_id: Optional[str] = None) -> List[bytes]:
-    """Encode ``messages``, numbering them from ``start`` in error messages."""
-    return [encode_message(m, start + i, thread_id) for i, m in enumerate(messages)]
 
 
 def encode_head(state: AgentStateSnapshot, thread_id: Optional[str] = None) -> bytes:
@@ -214,7 +352,7 @@ def decode_message_stream(data: bytes, count: int, thread_id: Optional[str] = No
             raise _newer_format_error("a stored message", newest, thread_id)
         raise CorruptSnapshotError(f"thread {thread_id!r}: the stored messages are corrupt", thread_id=thread_id)
     messages = values[1::2]
-    if not all(type(m) is AgentMessage for m in messages):
+    if count and set(map(type, messages)) != {AgentMessage}:
         raise CorruptSnapshotError(f"thread {thread_id!r}: the stored messages are corrupt", thread_id=thread_id)
     return cast(List[AgentMessage], messages)
 
@@ -259,15 +397,13 @@ def decode_applied(blob: Optional[bytes], thread_id: Optional[str] = None) -> Tu
         ) from exc
 
 
-def chain_digest(previous: bytes, blobs: Iterable[bytes]) -> bytes:
-    """Extend the digest of a stored message prefix by ``blobs``.
+def new_digest() -> bytes:
+    """A fresh random token naming one written message log (count and token identify a stored prefix).
 
-    ``digest(m1..mn) = H(digest(m1..mn-1) || enc(mn))`` with ``digest() =
-    EMPTY_DIGEST``, so an append costs only the new messages and the digest
-    does not depend on how messages were batched into saves.
+    A write stores a new token with every change of the log, so a writer
+    that names ``(count, token)`` names exactly the log it read or wrote:
+    nobody else can produce the same token. Content is compared as bytes
+    (:func:`stream_matches`), never through the token, so hashing the
+    messages is unnecessary.
     """
-    digest = previous
-    blake2b = hashlib.blake2b
-    for blob in blobs:
-        digest = blake2b(digest + blob, digest_size=DIGEST_SIZE).digest()
-    return digest
+    return os.urandom(DIGEST_SIZE)

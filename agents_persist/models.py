@@ -205,8 +205,8 @@ class Provenance(msgspec.Struct, frozen=True):
         generation: Identifies one incarnation of the thread: a thread
             deleted (or expired) and created again gets a new one, so a stale
             snapshot can never be saved over its successor.
-        message_count, digest: The stored message prefix (count and chained digest).
-        messages: The message objects as stored, compared by identity first.
+        message_count, digest: The stored message log (count, and the token
+            naming this version of it).
         encoded: The stored encoding of those messages: a save appends only
             when the snapshot's first messages still encode to these bytes.
         applied: Idempotency keys the thread had recorded (and the version each produced).
@@ -217,7 +217,6 @@ class Provenance(msgspec.Struct, frozen=True):
     generation: int
     message_count: int
     digest: bytes
-    messages: Tuple["AgentMessage", ...] = ()
     encoded: bytes = b""
     applied: Tuple[Tuple[str, int], ...] = ()
 

@@ -38,6 +38,7 @@ __all__ = [
     "conflict_error",
     "is_expired",
     "Expectation",
+    "KnownPrefix",
     "plan_write",
 ]
 
@@ -229,11 +230,23 @@ class Expectation(msgspec.Struct, frozen=True):
     keep_head: bool = False
 
 
+class KnownPrefix(NamedTuple):
+    """A message log this process knows to be stored: its count, token and encoded bytes."""
+
+    message_count: int
+    digest: bytes
+    encoded: bytes
+
+    @classmethod
+    def of(cls, provenance: Provenance) -> "KnownPrefix":
+        """What ``provenance`` says is stored."""
+        return cls(provenance.message_count, provenance.digest, provenance.encoded)
+
+
 def plan_write(
     thread_id: str,
     messages: Sequence[AgentMessage],
-    provenance: Optional[Provenance],
-    cached_prefix: Optional[Tuple[int, bytes]],
+    known: Sequence[KnownPrefix],
     expect: Expectation,
     head: bytes,
     now: float,
@@ -241,48 +254,38 @@ def plan_write(
 ) -> Tuple[PlannedWrite, bytes]:
     """Decide between appending the new messages and rewriting the log.
 
-    The stored prefix is reused only when it is provably the same bytes:
-    ``provenance`` (the state the snapshot was loaded at or last saved as)
-    carries the stored encoding of its messages, and the snapshot's first
-    messages must encode to exactly those bytes, so an edit made in place,
-    or a replacement that is equal but not identical (``True`` for ``1``),
-    always rewrites. Without provenance, ``cached_prefix`` (count and digest
-    this process last saw stored) may still make the write an append, when
-    the encoded prefix digests to it; the store re-checks that atomically.
+    A stored prefix is reused only when it is provably the same bytes: each
+    candidate in ``known`` (the snapshot's provenance, then what this
+    process last saw stored for the thread) carries the stored encoding of
+    its messages, and the snapshot's first messages must encode to exactly
+    those bytes, so an edit made in place, or a replacement that is equal
+    but not identical (``True`` for ``1``), always rewrites. The store
+    re-checks the prefix (count and token) atomically.
 
     Returns the write and the stored encoding of all of ``messages`` after it
     (the next provenance's ``encoded``).
     """
     total = len(messages)
-    base_count: Optional[int] = None
-    base_digest = codec.EMPTY_DIGEST
-    prefix_bytes = b""
-    if provenance is not None and provenance.message_count <= total:
-        count = provenance.message_count
-        stream = codec.encode_stream(messages[:count]) if count else b""
-        if stream == provenance.encoded:
-            base_count, base_digest, prefix_bytes = count, provenance.digest, stream
-    if base_count is not None:
-        blobs = codec.encode_messages(messages[base_count:], base_count, thread_id)
-        digest = codec.chain_digest(base_digest, blobs)
+    base: Optional[KnownPrefix] = None
+    for candidate in known:
+        usable = candidate.message_count <= total and (candidate.encoded or not candidate.message_count)
+        if usable and codec.stream_matches(messages[: candidate.message_count], candidate.encoded):
+            base = candidate
+            break
+    if base is not None:
+        blobs = codec.encode_messages(messages[base.message_count :], base.message_count, thread_id)
+        append_from: Optional[int] = base.message_count
+        base_digest, prefix_bytes = base.digest, base.encoded
     else:
         blobs = codec.encode_messages(messages, 0, thread_id)
-        if cached_prefix is not None and 0 < cached_prefix[0] <= total:
-            prefix_digest = codec.chain_digest(codec.EMPTY_DIGEST, blobs[: cached_prefix[0]])
-            if prefix_digest == cached_prefix[1]:
-                base_count, base_digest = cached_prefix
-                prefix_bytes = b"".join(blobs[:base_count])
-                blobs = blobs[base_count:]
-            digest = codec.chain_digest(prefix_digest, blobs if base_count is not None else blobs[cached_prefix[0] :])
-        else:
-            digest = codec.chain_digest(codec.EMPTY_DIGEST, blobs)
+        append_from, base_digest, prefix_bytes = None, codec.EMPTY_DIGEST, b""
     write = PlannedWrite(
         expected_version=expect.version,
-        append_from=base_count,
+        append_from=append_from,
         base_digest=base_digest,
         messages=blobs,
         message_count=total,
-        digest=digest,
+        digest=codec.new_digest(),
         head=head,
         updated_at=now,
         expires_at=expires_at,

@@ -17,6 +17,7 @@ from .errors import ConflictError, CorruptSnapshotError, SerializationError
 from .models import AgentMessage, AgentStateSnapshot, Provenance
 from .planning import (
     Expectation,
+    KnownPrefix,
     PlannedWrite,
     PrefixMismatch,
     StoredThread,
@@ -34,6 +35,8 @@ __all__ = ["Writer", "EMPTY_HEAD"]
 
 #: The head blob of a thread created by ``append`` (no todos, interrupt or metadata).
 EMPTY_HEAD = codec.encode_head(AgentStateSnapshot())
+#: What a missing thread holds: no messages.
+EMPTY_LOG = KnownPrefix(0, codec.EMPTY_DIGEST, b"")
 
 
 class Writer:
@@ -55,13 +58,17 @@ class Writer:
         head = codec.encode_head(state, thread_id)
         now = time.time()
         args = (expect, head, now, self._expiry(now))
-        write, encoded = plan_write(thread_id, messages, provenance, self.prefixes.get(thread_id), *args)
+        known = [KnownPrefix.of(provenance)] if provenance is not None else []
+        cached = self.prefixes.get(thread_id)
+        if cached is not None and (not known or cached != known[0]):
+            known.append(cached)
+        write, encoded = plan_write(thread_id, messages, known, *args)
         try:
             written = self.store.write(thread_id, write)
         except PrefixMismatch:
             # The log is not what we believed: rewrite it whole.
             self.prefixes.forget(thread_id)
-            write, encoded = plan_write(thread_id, messages, None, None, *args)
+            write, encoded = plan_write(thread_id, messages, (), *args)
             written = self.store.write(thread_id, write)
         telemetry.wrote(write.head, write.messages)
         if not written.duplicate:
@@ -72,11 +79,10 @@ class Writer:
                 written.generation,
                 write.message_count,
                 write.digest,
-                tuple(messages),
                 encoded,
                 applied=record_applied(applied, write.idempotency_key, written.version),
             )
-            self.prefixes.remember(thread_id, write.message_count, write.digest)
+            self.prefixes.remember(thread_id, write.message_count, write.digest, encoded)
         return written
 
     def append(self, thread_id: str, messages: List[AgentMessage], expect: Expectation, max_retries: int) -> int:
@@ -95,8 +101,8 @@ class Writer:
             if hint is None:
                 head = self.store.read_head(thread_id)
                 live = head is not None and not is_expired(head.expires_at)
-                hint = (head.message_count, head.digest) if head is not None and live else (0, codec.EMPTY_DIGEST)
-            count, base_digest = hint
+                hint = KnownPrefix(head.message_count, head.digest, b"") if head is not None and live else EMPTY_LOG
+            count, base_digest = hint.message_count, hint.digest
             now = time.time()
             write = PlannedWrite(
                 expected_version=expect.version,
@@ -104,7 +110,7 @@ class Writer:
                 base_digest=base_digest,
                 messages=blobs,
                 message_count=count + len(blobs),
-                digest=codec.chain_digest(base_digest, blobs),
+                digest=codec.new_digest(),
                 head=EMPTY_HEAD,
                 updated_at=now,
                 expires_at=self._expiry(now),
@@ -127,7 +133,8 @@ class Writer:
                 continue
             telemetry.wrote(write.head, write.messages)
             if not written.duplicate:
-                self.prefixes.remember(thread_id, write.message_count, write.digest)
+                # The bytes of the whole log are not known here: only the hint for the next append.
+                self.prefixes.remember(thread_id, write.message_count, write.digest, None)
             return written.version
 
     def decode(self, thread_id: str, stored: StoredThread) -> AgentStateSnapshot:
@@ -150,11 +157,10 @@ class Writer:
             stored.generation,
             stored.message_count,
             stored.digest,
-            tuple(messages),
             encoded,
             applied=stored.applied,
         )
-        self.prefixes.remember(thread_id, stored.message_count, stored.digest)
+        self.prefixes.remember(thread_id, stored.message_count, stored.digest, encoded)
         return AgentStateSnapshot(
             messages=messages,
             todos=head.todos,

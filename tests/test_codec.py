@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import sqlite3
 from datetime import date, datetime, timezone
@@ -27,7 +26,7 @@ from agents_persist import (
     UnsupportedFormatError,
     codec,
 )
-from agents_persist.codec import EMPTY_DIGEST, FORMAT_VERSION, chain_digest, ensure_json_like
+from agents_persist.codec import EMPTY_DIGEST, FORMAT_VERSION, ensure_json_like, new_digest
 
 TID = "thread-Ω-1"
 
@@ -253,63 +252,58 @@ def test_ensure_json_like_names_the_path() -> None:
         ensure_json_like({"a": [1, {2, 3}]}, "metadata")
 
 
-# ---------------------------------------------------------------------------------------------- chain digest
+# ---------------------------------------------------------------------------------------------- prefix tokens and byte comparison
 
 
 def blobs_of(messages: List[AgentMessage]) -> List[bytes]:
     return [codec.encode_message(m) for m in messages]
 
 
-def test_chain_digest_definition() -> None:
-    a, b = blobs_of(sample_messages()[:2])
-    expected = hashlib.blake2b(hashlib.blake2b(EMPTY_DIGEST + a, digest_size=16).digest() + b, digest_size=16).digest()
-    assert chain_digest(EMPTY_DIGEST, [a, b]) == expected
-    assert len(expected) == 16 and EMPTY_DIGEST == bytes(16)
-    assert chain_digest(EMPTY_DIGEST, []) == EMPTY_DIGEST
-    assert chain_digest(expected, []) == expected
+def test_every_written_log_gets_a_fresh_16_byte_token() -> None:
+    tokens = {new_digest() for _ in range(1000)}
+    assert len(tokens) == 1000 and all(len(t) == 16 for t in tokens)
+    assert EMPTY_DIGEST == bytes(16) and EMPTY_DIGEST not in tokens
 
 
-def test_chain_digest_does_not_depend_on_batching() -> None:
-    blobs = blobs_of(sample_messages())
-    whole = chain_digest(EMPTY_DIGEST, blobs)
-    for split in range(len(blobs) + 1):
-        assert chain_digest(chain_digest(EMPTY_DIGEST, blobs[:split]), blobs[split:]) == whole
-    one_by_one = EMPTY_DIGEST
-    for blob in blobs:
-        one_by_one = chain_digest(one_by_one, [blob])
-    assert one_by_one == whole
-    assert chain_digest(EMPTY_DIGEST, iter(blobs)) == whole  # any iterable
-
-
-def test_chain_digest_changes_when_any_message_changes() -> None:
+def test_stream_matches_exactly_the_stored_bytes() -> None:
     messages = sample_messages()
-    whole = chain_digest(EMPTY_DIGEST, blobs_of(messages))
-    seen = {whole}
+    stored = b"".join(blobs_of(messages))
+    assert codec.stream_matches(messages, stored)
+    assert codec.stream_matches([], b"") and not codec.stream_matches([], stored)
+    assert not codec.stream_matches(messages[:-1], stored) and not codec.stream_matches(messages[::-1], stored)
     for i, message in enumerate(messages):
         changed = list(messages)
         changed[i] = message.replace(metadata={**message.metadata, "edited": i})
-        digest = chain_digest(EMPTY_DIGEST, blobs_of(changed))
-        assert digest not in seen
-        seen.add(digest)
-    # order, length and a dropped message matter too
-    assert chain_digest(EMPTY_DIGEST, blobs_of(messages[::-1])) != whole
-    assert chain_digest(EMPTY_DIGEST, blobs_of(messages[:-1])) != whole
-    assert chain_digest(EMPTY_DIGEST, blobs_of(messages[1:])) != whole
+        assert not codec.stream_matches(changed, stored)
+    many = [AgentMessage.user(f"m{i}") for i in range(70_000)]  # array headers of all three sizes
+    for count in (7, 8, 100, 40_000, 70_000):
+        assert codec.stream_matches(many[:count], b"".join(blobs_of(many[:count])))
 
 
-def test_stored_digest_is_the_same_for_appended_and_whole_saves() -> None:
+def test_stream_matches_sees_in_place_edits_and_equal_but_different_values() -> None:
+    held = [AgentMessage.user("a", metadata={"n": 1})]
+    stored = b"".join(blobs_of(held))
+    held[0].metadata["n"] = True  # == 1, other bytes
+    assert not codec.stream_matches(held, stored)
+    unencodable = [AgentMessage.user("a", metadata={"n": 2**70})]
+    assert not codec.stream_matches(unencodable, stored)
+
+
+def test_appended_and_whole_saves_store_the_same_bytes_with_a_new_token_each() -> None:
     with InMemoryCheckpointer() as cp:
         messages = sample_messages()
         state = AgentStateSnapshot(messages=messages[:2])
         cp.save("batched", state)
+        tokens = {cp.store._threads["batched"].digest}
         state.messages.extend(messages[2:4])
         cp.save("batched", state)
+        tokens.add(cp.store._threads["batched"].digest)
         state.messages.append(messages[4])
         cp.save("batched", state)
         cp.save("whole", AgentStateSnapshot(messages=list(messages)))
         batched, whole = cp.store._threads["batched"], cp.store._threads["whole"]
         assert batched.messages == whole.messages
-        assert batched.digest == whole.digest == chain_digest(EMPTY_DIGEST, whole.messages)
+        assert len(tokens | {batched.digest, whole.digest}) == 4
 
 
 # ---------------------------------------------------------------------------------------------- values a save must refuse

@@ -9,6 +9,7 @@ from agents_persist.models import Provenance
 from agents_persist.planning import (
     Decision,
     Expectation,
+    KnownPrefix,
     PrefixMismatch,
     enforce_precondition,
     plan_write,
@@ -39,12 +40,13 @@ def test_enforce_precondition_raises_what_the_decision_says(case: PreconditionCa
 
 def _provenance(history: list) -> Provenance:  # type: ignore[type-arg]
     blobs = codec.encode_messages(history)
-    digest = codec.chain_digest(codec.EMPTY_DIGEST, blobs)
-    return Provenance("t", 2, 5, len(history), digest, tuple(history), b"".join(blobs))
+    return Provenance("t", 2, 5, len(history), codec.new_digest(), b"".join(blobs))
 
 
-def _plan(messages: list, provenance: "Provenance | None", cached=None):  # type: ignore[no-untyped-def,type-arg]
-    return plan_write("t", messages, provenance, cached, Expectation(version=2, generation=5), b"h", 1.0, None)
+def _plan(messages: list, provenance: "Provenance | None", cached: "KnownPrefix | None" = None):  # type: ignore[no-untyped-def,type-arg]
+    known = [KnownPrefix.of(provenance)] if provenance is not None else []
+    known += [cached] if cached is not None else []
+    return plan_write("t", messages, known, Expectation(version=2, generation=5), b"h", 1.0, None)
 
 
 def test_plan_appends_only_messages_after_the_provenance() -> None:
@@ -55,7 +57,7 @@ def test_plan_appends_only_messages_after_the_provenance() -> None:
     assert (write.append_from, write.base_digest, write.message_count) == (3, provenance.digest, 4)
     assert (write.expected_version, write.expected_generation) == (2, 5)
     assert write.messages == codec.encode_messages([new], 3)
-    assert write.digest == codec.chain_digest(codec.EMPTY_DIGEST, codec.encode_messages([*history, new]))
+    assert len(write.digest) == 16 and write.digest not in (provenance.digest, codec.EMPTY_DIGEST)
     assert encoded == b"".join(codec.encode_messages([*history, new]))
 
 
@@ -63,7 +65,7 @@ def test_plan_rewrites_when_an_earlier_message_changed() -> None:
     history = [AgentMessage.user(f"m{i}") for i in range(3)]
     provenance = _provenance(history)
     edited = [history[0], AgentMessage.user("changed"), history[2]]
-    write, _ = _plan(edited, provenance, (3, provenance.digest))
+    write, _ = _plan(edited, provenance, KnownPrefix.of(provenance))
     assert write.append_from is None and write.message_count == 3 and len(write.messages) == 3
 
 
@@ -86,7 +88,8 @@ def test_plan_rewrites_after_an_in_place_edit_of_a_stored_message() -> None:
 
 def test_plan_uses_the_cached_prefix_for_a_fresh_snapshot_with_the_same_start() -> None:
     history = [AgentMessage.user(f"m{i}") for i in range(3)]
-    digest = codec.chain_digest(codec.EMPTY_DIGEST, codec.encode_messages(history))
+    digest = codec.new_digest()
+    cached = KnownPrefix(3, digest, b"".join(codec.encode_messages(history)))
     copies = [AgentMessage.user(f"m{i}") for i in range(3)] + [AgentMessage.user("m3")]
-    write, _ = _plan(copies, None, (3, digest))
+    write, _ = _plan(copies, None, cached)
     assert (write.append_from, write.base_digest, len(write.messages)) == (3, digest, 1)

@@ -121,7 +121,7 @@ def _old_save(url: str, schema: str, thread_id: str, text: str, expires_at: Any 
                 [0],
                 [1],
                 [blob],
-                codec.chain_digest(codec.EMPTY_DIGEST, [blob]),
+                codec.new_digest(),
                 head,
                 time.time(),
                 expires_at,
