@@ -18,8 +18,32 @@ autodoc_typehints = "description"
 autodoc_default_options = {"show-inheritance": False}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-intersphinx_mapping: dict = {}
+
+# Standard-library names (datetime.datetime, os.PathLike, logging, ...) link to
+# docs.python.org through an inventory read from disk: the build has no network.
+# Debian's python3.11-doc ships it (scripts/install-test-deps.sh installs it);
+# elsewhere point AGENTS_PERSIST_PYTHON_INV at any Python 3.11 objects.inv.
+_PYTHON_INV_CANDIDATES = [
+    os.environ.get("AGENTS_PERSIST_PYTHON_INV", ""),
+    "/usr/share/doc/python3.11/html/objects.inv",
+]
+_python_inv = next((p for p in _PYTHON_INV_CANDIDATES if p and os.path.isfile(p)), None)
+if _python_inv is None:
+    raise RuntimeError(
+        "docs/conf.py: no local Python objects.inv (tried "
+        + ", ".join(repr(p) for p in _PYTHON_INV_CANDIDATES if p)
+        + "); install it with `apt-get install python3.11-doc` (scripts/install-test-deps.sh does)"
+        " or set AGENTS_PERSIST_PYTHON_INV to the path of a Python 3.11 objects.inv"
+    )
+intersphinx_mapping = {"python": ("https://docs.python.org/3.11", _python_inv)}
 html_theme = "alabaster"
 exclude_patterns = ["_build", "_generated"]
-nitpicky = False
-suppress_warnings = ["ref.python"]
+
+# Every cross reference must resolve (-W makes a dangling one fail the build).
+# The only exceptions are third-party objects whose Sphinx inventories cannot
+# be fetched offline; nothing under agents_persist.* may ever be listed here.
+nitpicky = True
+nitpick_ignore_regex = [
+    # msgspec: the data model's base class (shown as "Bases: msgspec.Struct").
+    ("py:class", r"msgspec\..*"),
+]

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install the system packages that the test servers (tests/servers/) need on
 # Debian 12: redis-server + redis-tools, PostgreSQL 15 server binaries,
-# runuser, and chromium (headless, renders the notebook example's transcript). Idempotent: installs only what is missing. Starts no service: the
+# runuser, chromium (headless, renders the notebook example's transcript) and
+# python3.11-doc (its objects.inv lets the Sphinx build, nitpicky with -W,
+# link standard-library names offline; see docs/conf.py). Idempotent: installs
+# only what is missing. Starts no service: the
 # tests start their own throwaway servers on free loopback ports.
 # Python packages (redis, psycopg2-binary, boto3, moto[server], pytest, nbclient) come
 # from the project's dev dependencies, not from here.
@@ -9,6 +12,7 @@ set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 PG_BIN=/usr/lib/postgresql/15/bin
+PY_INV=/usr/share/doc/python3.11/html/objects.inv
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
 
@@ -39,6 +43,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   packages+=(chromium)
 else
   log "chromium present: $(chromium --version 2>/dev/null | head -n1)"
+fi
+
+if [ ! -f "$PY_INV" ]; then
+  packages+=(python3.11-doc)
+else
+  log "Python documentation inventory present: $PY_INV"
 fi
 
 if [ "${#packages[@]}" -eq 0 ]; then
@@ -82,6 +92,10 @@ for exe in initdb pg_ctl postgres; do
     missing=1
   fi
 done
+if [ ! -f "$PY_INV" ]; then
+  log "ERROR: $PY_INV still missing (package python3.11-doc)"
+  missing=1
+fi
 if ! id postgres >/dev/null 2>&1; then
   log "ERROR: no 'postgres' system user (needed to run initdb as root)"
   missing=1
