@@ -66,7 +66,7 @@ class AsyncCheckpointer:
             ``executor``); by default the backend's ``max_connections``
             (8 where it has none). At most this many calls run at once, the
             rest queue.
-        executor: Use this executor instead of a private one (not shut down
+        executor (Optional[concurrent.futures.ThreadPoolExecutor]): Use this executor instead of a private one (not shut down
             by :meth:`close`).
         close_checkpointer: Whether :meth:`close` also closes ``checkpointer``.
     """
@@ -268,7 +268,7 @@ class AsyncCheckpointer:
 
 
 class Attempt:
-    """One run of an :meth:`AsyncCheckpointer.attempts` block: ``async with attempt as state:``."""
+    """One run of an :meth:`~agents_persist.AsyncCheckpointer.attempts` block: ``async with attempt as state:``."""
 
     def __init__(self, attempts: "Attempts", number: int) -> None:
         self.number = number
@@ -302,7 +302,7 @@ class Attempt:
 
 
 class Attempts:
-    """The async iterator :meth:`AsyncCheckpointer.attempts` returns; yields :class:`Attempt` objects.
+    """The async iterator :meth:`~agents_persist.AsyncCheckpointer.attempts` returns; yields :class:`Attempt` objects.
 
     The whole loop is one ``transaction`` operation for :mod:`agents_persist.telemetry`.
     """

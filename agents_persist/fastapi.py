@@ -61,7 +61,7 @@ async def open_checkpointer(
         url: The store URL; None means ``from_url()``'s default
             (``$AGENTS_PERSIST_URL``, else SQLite in the working directory).
         max_workers: The adapter's pool size; by default the backend's
-            connection pool size (see :class:`AsyncCheckpointer`).
+            connection pool size (see :class:`~agents_persist.AsyncCheckpointer`).
         **options: Keyword options of ``from_url``.
     """
     checkpointer = await asyncio.to_thread(from_url, url, **options)
@@ -101,7 +101,8 @@ def lifespan(
 
 
 def get_checkpointer(connection: HTTPConnection) -> AsyncCheckpointer:
-    """The dependency: the app's :class:`AsyncCheckpointer` (``acp = Depends(get_checkpointer)``), HTTP or WebSocket.
+    """The dependency: the app's :class:`~agents_persist.AsyncCheckpointer` (``acp = Depends(get_checkpointer)``),
+    HTTP or WebSocket.
 
     Raises:
         RuntimeError: The app's lifespan did not open one (pass

@@ -242,6 +242,7 @@ class AgentStateSnapshot(msgspec.Struct, eq=False):
     todos: List[TodoItem] = []
     current_interrupt: Optional[HitlInterrupt] = None
     metadata: Dict[str, JsonValue] = {}
+    #: The committed state this snapshot was loaded at or last saved as; None for a freshly built one.
     provenance: Optional[Provenance] = None
 
     def __eq__(self, other: object) -> bool:

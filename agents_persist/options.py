@@ -133,7 +133,7 @@ class Option:
     """A further check beyond the kind (raise ``ValueError`` with the reason); returns the value to use."""
 
     def value(self, raw: Any, *, backend: str, text: bool = False, given_as: Optional[str] = None) -> Any:
-        """``raw`` checked, or :class:`ConfigurationError` in the one wording all options share."""
+        """``raw`` checked, or :class:`~agents_persist.ConfigurationError` in the one wording all options share."""
         try:
             value = self.kind.value(raw, text=text)
             if self.check is not None and value is not None:
@@ -191,7 +191,7 @@ def resolve(
 
     Returns the values given (defaults not filled in) and the query pairs
     that ``passthrough`` accepted for the driver. Any other unknown name
-    raises :class:`ConfigurationError`.
+    raises :class:`~agents_persist.ConfigurationError`.
     """
     table = _by_name(options)
     values: Dict[str, Any] = {}

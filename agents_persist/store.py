@@ -40,7 +40,7 @@ class Store(ABC):
 
     @abstractmethod
     def write(self, thread_id: str, write: PlannedWrite) -> Written:
-        """Check the precondition and apply ``write`` atomically (see :class:`PlannedWrite`).
+        """Check the precondition and apply ``write`` atomically (see :class:`~agents_persist.planning.PlannedWrite`).
 
         Returns:
             The new version and the thread's generation; for a write whose

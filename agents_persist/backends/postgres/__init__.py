@@ -109,7 +109,7 @@ class PostgresCheckpointer(Checkpointer):
       CREATE privilege on the schema (and on the database if the schema is
       missing); later runs only read the migrations table.
     * ``ttl`` expiry is evaluated against the clients' clocks (epoch seconds);
-      expired rows stay until :meth:`purge_expired` runs.
+      expired rows stay until :meth:`~agents_persist.Checkpointer.purge_expired` runs.
     * With a caller's ``pool`` the statement timeout and keepalives are the
       caller's settings, and the checkpointer cannot be used in a forked child.
     * A log row holds at most about 1 MiB of encoded messages; a larger rewrite
@@ -144,7 +144,7 @@ class PostgresCheckpointer(Checkpointer):
             string; every libpq parameter (``sslmode``, ``connect_timeout``,
             ``options``, ...) is passed through. Exactly one of ``dsn`` and
             ``pool`` is required.
-        pool: An existing psycopg2 pool (``ThreadedConnectionPool``) to borrow
+        pool (Optional[psycopg2.pool.AbstractConnectionPool]): An existing psycopg2 pool (``ThreadedConnectionPool``) to borrow
             connections from instead; it is never closed by this class.
         schema: Schema of the tables (created if missing).
         table_name: Base name of the tables, optionally ``schema.table``.
@@ -204,7 +204,7 @@ class PostgresCheckpointer(Checkpointer):
     def from_url(cls, url: str, **given: Any) -> "PostgresCheckpointer":
         """Build from ``postgresql://user:password@host:port/dbname?sslmode=require&...``.
 
-        Query parameters named in :data:`OPTIONS` (``schema``, ``table_name``,
+        Query parameters named in :data:`~agents_persist.backends.postgres.OPTIONS` (``schema``, ``table_name``,
         ``min_connections``, ``max_connections``, ``timeout``,
         ``connect_timeout``, ``statement_timeout``, ``ttl``, ``max_retries``)
         configure the checkpointer (keyword arguments win); every parameter

@@ -146,7 +146,7 @@ class RedisCheckpointer(Checkpointer):
       the whole index. Use one ``key_prefix`` per tenant to keep indexes small.
     * Expired threads vanish from Redis by themselves; their index entries go
       as saves pass by (standalone), when ``list_threads`` meets them, or by
-      :meth:`purge_expired`, which clusters with a TTL should call now and then.
+      :meth:`~agents_persist.Checkpointer.purge_expired`, which clusters with a TTL should call now and then.
     * TTL and expiry checks use the clients' clocks; keep them in sync (NTP).
     * A change that fails with :class:`BackendUnavailableError` after its
       request may have reached the server carries ``maybe_applied=True``: it
@@ -161,10 +161,10 @@ class RedisCheckpointer(Checkpointer):
         url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS),
             ``redis+cluster://host:port,host:port`` or ``rediss+cluster://``.
             Its query may hold redis-py's own options
-            (:data:`REDIS_PY_URL_OPTIONS`: ``ssl_ca_certs``,
+            (:data:`~agents_persist.backends.redis.REDIS_PY_URL_OPTIONS`: ``ssl_ca_certs``,
             ``ssl_cert_reqs``, ...); the options below go in the query only
             with :meth:`from_url`.
-        client: An existing ``redis.Redis`` or ``redis.cluster.RedisCluster``
+        client (Optional[redis.Redis | redis.cluster.RedisCluster]): An existing ``redis.Redis`` or ``redis.cluster.RedisCluster``
             (with ``decode_responses=False``) instead of ``url``; it is
             never closed here, and its own timeouts and retries apply.
         key_prefix: Prepended to every key; must not contain ``{`` or ``}``.
@@ -225,7 +225,7 @@ class RedisCheckpointer(Checkpointer):
         ``max_connections`` and ``max_retries`` (also ``socket_timeout`` and
         ``socket_connect_timeout``) become constructor arguments; keyword
         arguments win over them. redis-py's own options
-        (:data:`REDIS_PY_URL_OPTIONS`) go to redis-py; any other is refused.
+        (:data:`~agents_persist.backends.redis.REDIS_PY_URL_OPTIONS`) go to redis-py; any other is refused.
         """
         parts = urlsplit(url)
         values, rest = options.resolve(OPTIONS, parts.query, given, backend="Redis", passthrough=_redis_py_option)
