@@ -68,7 +68,7 @@ class AgentsPersist:
     by :meth:`close`.
 
     Args:
-        app: An app to initialise now (optional).
+        app (Optional[flask.Flask]): An app to initialise now (optional).
         error_handlers: Register the JSON error handlers (409 for
             :class:`~agents_persist.ConflictError`, 503 for
             :class:`~agents_persist.BackendUnavailableError`) on the apps

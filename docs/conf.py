@@ -46,4 +46,10 @@ nitpicky = True
 nitpick_ignore_regex = [
     # msgspec: the data model's base class (shown as "Bases: msgspec.Struct").
     ("py:class", r"msgspec\..*"),
+    # Flask, FastAPI and Starlette: the app, connection and Depends types in the
+    # signatures of agents_persist.flask and agents_persist.fastapi.
+    ("py:class", r"(flask|fastapi|starlette)\..*"),
+    # redis-py and psycopg2: the client and pool a caller may hand to
+    # RedisCheckpointer and PostgresCheckpointer.
+    ("py:class", r"(redis|psycopg2)\..*"),
 ]
