@@ -65,15 +65,24 @@ class Checkpointer:
             threads forever. Expired threads are never returned.
         max_retries: How often ``update`` retries after a conflict with
             another process before raising ``ConflictError``.
+        max_snapshot_bytes: The largest encoded snapshot (head and every
+            message) a save may write; a larger one raises
+            :class:`~agents_persist.SnapshotTooLargeError` before anything is
+            written. None: the store's default (16 MiB on Redis and DynamoDB,
+            32 MiB elsewhere).
     """
 
-    def __init__(self, store: Store, *, ttl: Optional[float] = None, max_retries: int = 50) -> None:
-        common = options.check(options.COMMON_OPTIONS, {"ttl": ttl, "max_retries": max_retries}, backend=type(self).__name__)
+    def __init__(
+        self, store: Store, *, ttl: Optional[float] = None, max_retries: int = 50, max_snapshot_bytes: Optional[int] = None
+    ) -> None:
+        given = {"ttl": ttl, "max_retries": max_retries, "max_snapshot_bytes": max_snapshot_bytes}
+        common = options.check(options.COMMON_OPTIONS, given, backend=type(self).__name__)
         self.store = store
         self.ttl: Optional[float] = common["ttl"]
         self.max_retries: int = common["max_retries"]
+        self.max_snapshot_bytes: int = common["max_snapshot_bytes"] or store.default_max_snapshot_bytes
         self._locks = LockRegistry()
-        self._writer = Writer(store, self.ttl)
+        self._writer = Writer(store, self.ttl, self.max_snapshot_bytes)
         self._closed = False
         forking.register(store)
 
@@ -111,6 +120,8 @@ class Checkpointer:
         Raises:
             InvalidThreadIdError: Bad thread ID (before any I/O).
             SerializationError: ``state`` holds a non-JSON-like value; nothing written.
+            SnapshotTooLargeError: ``state`` encodes to more than
+                ``max_snapshot_bytes``; nothing written.
             ConflictError: The stored version is not the expected one, or the
                 thread was deleted and created again; nothing written.
             BackendUnavailableError: The store could not be reached in time.

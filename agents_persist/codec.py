@@ -146,6 +146,7 @@ _get_refs = attrgetter("tool_call_id", "name")
 _get_call_names = attrgetter("id", "name")
 _get_arguments = attrgetter("arguments")
 _OPTIONAL_STR = {str, type(None)}
+_PER_MESSAGE_BATCH = 4
 
 
 def _batch_is_valid(messages: Sequence[Any]) -> bool:
@@ -204,7 +205,20 @@ def check_messages(messages: Sequence[Any], start: int = 0, thread_id: Optional[
     checked, is checked here for the whole batch at once. Only a batch that
     fails is looked at message by message, to name the culprit.
     """
-    if not messages or _batch_is_valid(messages):
+    if len(messages) <= _PER_MESSAGE_BATCH:
+        # A few messages: checking each plain one directly is cheaper than the batch passes.
+        for i, m in enumerate(messages):
+            if (
+                type(m) is not AgentMessage
+                or type(m.content) is not str
+                or m.metadata
+                or m.tool_calls
+                or m.tool_call_id is not None
+                or m.name is not None
+            ):
+                _check_message(m, start + i, thread_id)
+        return
+    if _batch_is_valid(messages):
         return
     for i, message in enumerate(messages):
         _check_message(message, start + i, thread_id)

@@ -116,6 +116,7 @@ SECONDS = Kind("a positive number of seconds", _positive_seconds)
 OPTIONAL_SECONDS = Kind("a positive number of seconds or None", _positive_seconds, optional=True)
 POSITIVE_INT = Kind("an int >= 1", _int_at_least(1))
 NON_NEGATIVE_INT = Kind("an int >= 0", _int_at_least(0))
+OPTIONAL_POSITIVE_INT = Kind("an int >= 1 or None", _int_at_least(1), optional=True)
 TEXT = Kind("a str", _text)
 BOOLEAN = Kind("true or false", _boolean)
 
@@ -149,6 +150,12 @@ class Option:
 COMMON_OPTIONS: Tuple[Option, ...] = (
     Option("ttl", OPTIONAL_SECONDS, None, "Seconds a thread lives after its last save (sliding); None keeps threads."),
     Option("max_retries", NON_NEGATIVE_INT, 50, "How often update() retries after a conflict before raising ConflictError."),
+    Option(
+        "max_snapshot_bytes",
+        OPTIONAL_POSITIVE_INT,
+        None,
+        "Largest encoded snapshot a save may write (SnapshotTooLargeError otherwise); None: the backend's default.",
+    ),
 )
 
 

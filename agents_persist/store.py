@@ -30,6 +30,9 @@ class Store(ABC):
     #: Name used in error messages and ``repr`` ("SQLite", "Redis", ...).
     name: str = "store"
 
+    #: The default ``max_snapshot_bytes`` of checkpointers over this store: what it holds comfortably.
+    default_max_snapshot_bytes: int = 32 * 1024 * 1024
+
     @abstractmethod
     def read(self, thread_id: str) -> Optional[StoredThread]:
         """Head and messages of one committed version, or None if missing (an expired one may be returned)."""

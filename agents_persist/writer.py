@@ -13,7 +13,7 @@ import time
 from typing import List, Optional
 
 from . import codec, telemetry
-from .errors import ConflictError, CorruptSnapshotError, SerializationError
+from .errors import ConflictError, CorruptSnapshotError, SerializationError, SnapshotTooLargeError
 from .models import AgentMessage, AgentStateSnapshot, Provenance
 from .planning import (
     Expectation,
@@ -42,10 +42,19 @@ EMPTY_LOG = KnownPrefix(0, codec.EMPTY_DIGEST, b"")
 class Writer:
     """Plans and applies writes for one checkpointer (its store, its TTL, its prefix hints)."""
 
-    def __init__(self, store: Store, ttl: Optional[float]) -> None:
+    def __init__(self, store: Store, ttl: Optional[float], max_bytes: int) -> None:
         self.store = store
         self.ttl = ttl
+        self.max_bytes = max_bytes
         self.prefixes = PrefixCache()
+
+    def _check_size(self, thread_id: str, size: int, what: str) -> None:
+        if size > self.max_bytes:
+            raise SnapshotTooLargeError(
+                f"thread {thread_id!r}: {what} encodes to {size} bytes, more than max_snapshot_bytes={self.max_bytes};"
+                " nothing was written",
+                thread_id=thread_id,
+            )
 
     def _expiry(self, now: float) -> Optional[float]:
         return now + self.ttl if self.ttl is not None else None
@@ -63,6 +72,7 @@ class Writer:
         if cached is not None and (not known or cached != known[0]):
             known.append(cached)
         write, encoded = plan_write(thread_id, messages, known, *args)
+        self._check_size(thread_id, len(head) + len(encoded), "the snapshot")
         try:
             written = self.store.write(thread_id, write)
         except PrefixMismatch:
@@ -94,6 +104,7 @@ class Writer:
         new head, with backoff, up to ``max_retries`` times.
         """
         blobs = codec.encode_messages(messages, 0, thread_id)
+        self._check_size(thread_id, sum(map(len, blobs)), "the appended messages")
         hint = self.prefixes.get(thread_id)
         attempt = 0
         while True:

@@ -139,12 +139,15 @@ class InMemoryCheckpointer(Checkpointer):
     Args:
         ttl: Seconds a thread lives after its last save; None keeps threads.
         max_retries: Retries of ``update`` after a conflict.
+        max_snapshot_bytes: Largest encoded snapshot a save may write; None: the backend's default.
     """
 
     store: InMemoryStore
 
-    def __init__(self, *, ttl: Optional[float] = None, max_retries: int = 50) -> None:
-        super().__init__(InMemoryStore(), ttl=ttl, max_retries=max_retries)
+    def __init__(
+        self, *, ttl: Optional[float] = None, max_retries: int = 50, max_snapshot_bytes: Optional[int] = None
+    ) -> None:
+        super().__init__(InMemoryStore(), ttl=ttl, max_retries=max_retries, max_snapshot_bytes=max_snapshot_bytes)
 
     @classmethod
     def from_url(cls, url: str, **given: Any) -> "InMemoryCheckpointer":

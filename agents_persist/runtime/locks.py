@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from contextlib import contextmanager
-from typing import Iterator
 
 from . import forking
 
@@ -36,12 +34,9 @@ class LockRegistry:
                 self._locks[key] = lock
             return lock
 
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        """Hold the lock of ``key`` for the duration of the block (reentrant)."""
-        lock = self.get(key)
-        with lock:
-            yield
+    def hold(self, key: str) -> "threading.RLock":
+        """The lock of ``key``, to hold for a ``with`` block (reentrant); the block keeps it alive."""
+        return self.get(key)
 
     def __len__(self) -> int:
         with self._mutex:

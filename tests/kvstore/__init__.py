@@ -143,8 +143,8 @@ class KvStore(Store):
 class KvCheckpointer(Checkpointer):
     """The public class of the test-only key-value backend (``kv://``)."""
 
-    def __init__(self, *, ttl: Optional[float] = None, max_retries: int = 50) -> None:
-        super().__init__(KvStore(), ttl=ttl, max_retries=max_retries)
+    def __init__(self, *, ttl: Optional[float] = None, max_retries: int = 50, max_snapshot_bytes: Optional[int] = None) -> None:
+        super().__init__(KvStore(), ttl=ttl, max_retries=max_retries, max_snapshot_bytes=max_snapshot_bytes)
 
     @classmethod
     def from_url(cls, url: str, **given: Any) -> "KvCheckpointer":

@@ -176,6 +176,7 @@ class DynamoDbCheckpointer(Checkpointer):
         retry_mode: botocore retry mode: ``standard``, ``adaptive`` or ``legacy``.
         ttl: Seconds a thread lives after its last save; None keeps threads.
         max_retries: Retries of ``update`` after a conflict.
+        max_snapshot_bytes: Largest encoded snapshot a save may write; None: the backend's default.
     """
 
     store: DynamoDbStore
@@ -215,10 +216,12 @@ class DynamoDbCheckpointer(Checkpointer):
         retry_mode: str = "standard",
         ttl: Optional[float] = None,
         max_retries: int = 50,
+        max_snapshot_bytes: Optional[int] = None,
     ) -> None:
         given = {
             "ttl": ttl,
             "max_retries": max_retries,
+            "max_snapshot_bytes": max_snapshot_bytes,
             "table_name": table_name,
             "region_name": region_name,
             "endpoint_url": endpoint_url,
@@ -257,7 +260,7 @@ class DynamoDbCheckpointer(Checkpointer):
             ttl=values["ttl"],
             create_table=values["create_table"],
         )
-        super().__init__(store, ttl=ttl, max_retries=max_retries)
+        super().__init__(store, ttl=ttl, max_retries=max_retries, max_snapshot_bytes=max_snapshot_bytes)
 
     @classmethod
     def from_url(cls, url: str, **given: Any) -> "DynamoDbCheckpointer":

@@ -82,6 +82,7 @@ class DynamoDbStore(Store):
     """The storage primitives over one DynamoDB table (see :class:`~agents_persist.DynamoDbCheckpointer`)."""
 
     name = "DynamoDB"
+    default_max_snapshot_bytes = 16 * 1024 * 1024  # every MiB is several items to read and write
 
     def __init__(
         self,

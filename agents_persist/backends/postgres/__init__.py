@@ -160,6 +160,7 @@ class PostgresCheckpointer(Checkpointer):
             (see *Failures*).
         ttl: Seconds a thread lives after its last save; None keeps threads.
         max_retries: Retries of ``update`` after a conflict.
+        max_snapshot_bytes: Largest encoded snapshot a save may write; None: the backend's default.
     """
 
     store: "PostgresStore"
@@ -178,6 +179,7 @@ class PostgresCheckpointer(Checkpointer):
         statement_timeout: Optional[float] = 30.0,
         ttl: Optional[float] = None,
         max_retries: int = 50,
+        max_snapshot_bytes: Optional[int] = None,
     ) -> None:
         given = {
             "schema": schema,
@@ -190,7 +192,7 @@ class PostgresCheckpointer(Checkpointer):
         }
         values = options.check(_OWN_OPTIONS, given, backend="PostgreSQL")
         store = _store_class()(dsn, pool, **values)
-        super().__init__(store, ttl=ttl, max_retries=max_retries)
+        super().__init__(store, ttl=ttl, max_retries=max_retries, max_snapshot_bytes=max_snapshot_bytes)
 
     schema = store_attribute("schema", "Schema of the tables.")
     table_name = store_attribute("table_name", "Base name of the tables.")

@@ -176,6 +176,7 @@ class RedisCheckpointer(Checkpointer):
             (default 5).
         connect_timeout: Seconds to establish a connection (default: ``timeout``).
         max_retries: Retries of ``update`` after a conflict.
+        max_snapshot_bytes: Largest encoded snapshot a save may write; None: the backend's default.
 
     Raises:
         ConfigurationError: Bad URL or options, or redis-py is not installed.
@@ -194,10 +195,12 @@ class RedisCheckpointer(Checkpointer):
         timeout: Optional[float] = None,
         connect_timeout: Optional[float] = None,
         max_retries: int = 50,
+        max_snapshot_bytes: Optional[int] = None,
     ) -> None:
         given = {
             "ttl": ttl,
             "max_retries": max_retries,
+            "max_snapshot_bytes": max_snapshot_bytes,
             "key_prefix": key_prefix,
             "timeout": timeout,
             "connect_timeout": connect_timeout,
@@ -215,7 +218,12 @@ class RedisCheckpointer(Checkpointer):
             connect_timeout=values["connect_timeout"],
             max_connections=values["max_connections"],
         )
-        super().__init__(RedisStore(connection, values["key_prefix"]), ttl=values["ttl"], max_retries=values["max_retries"])
+        super().__init__(
+            RedisStore(connection, values["key_prefix"]),
+            ttl=values["ttl"],
+            max_retries=values["max_retries"],
+            max_snapshot_bytes=values["max_snapshot_bytes"],
+        )
 
     @classmethod
     def from_url(cls, url: str, **given: Any) -> "RedisCheckpointer":

@@ -47,6 +47,7 @@ class RedisStore(Store):
     """
 
     name = "Redis"
+    default_max_snapshot_bytes = 16 * 1024 * 1024  # a single-threaded server: a huge value stalls every client
 
     def __init__(self, connection: RedisConnection, key_prefix: str) -> None:
         self.connection = connection

@@ -56,6 +56,7 @@ class SqliteCheckpointer(Checkpointer):
         synchronous: ``"FULL"`` (default), ``"NORMAL"`` or ``"EXTRA"``.
         ttl: Seconds a thread lives after its last save; None keeps threads.
         max_retries: Retries of ``update`` after a conflict.
+        max_snapshot_bytes: Largest encoded snapshot a save may write; None: the backend's default.
     """
 
     store: SqliteStore
@@ -69,6 +70,7 @@ class SqliteCheckpointer(Checkpointer):
         synchronous: str = "FULL",
         ttl: Optional[float] = None,
         max_retries: int = 50,
+        max_snapshot_bytes: Optional[int] = None,
     ) -> None:
         path = os.fspath(path)
         if not path or path == ":memory:" or path.startswith("file::memory:"):
@@ -76,7 +78,7 @@ class SqliteCheckpointer(Checkpointer):
         given = {"timeout": timeout, "max_connections": max_connections, "synchronous": synchronous}
         values = options.check(OPTIONS[len(options.COMMON_OPTIONS) :], given, backend="SQLite")
         store = SqliteStore(os.path.abspath(path), **values)
-        super().__init__(store, ttl=ttl, max_retries=max_retries)
+        super().__init__(store, ttl=ttl, max_retries=max_retries, max_snapshot_bytes=max_snapshot_bytes)
 
     @property
     def path(self) -> str:
