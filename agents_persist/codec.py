@@ -44,6 +44,9 @@ DIGEST_SIZE = 16
 EMPTY_DIGEST = bytes(DIGEST_SIZE)
 _FORMAT_PREFIX = bytes([FORMAT_VERSION])
 _MAX_JSON_DEPTH = 64
+#: What decoding foreign bytes may raise. RecursionError: nesting deeper than the
+#: decoder's C recursion budget (about 1,000 levels); bounded in time and memory.
+_UNDECODABLE = (msgspec.DecodeError, ValueError, TypeError, RecursionError, OverflowError)
 
 
 class HeadRecord(msgspec.Struct, omit_defaults=True):
@@ -335,7 +338,7 @@ def _decode(blob: bytes, decoder: "msgspec.msgpack.Decoder[Any]", what: str, thr
     body = _split_format(blob, what, thread_id)
     try:
         return decoder.decode(body)
-    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+    except _UNDECODABLE as exc:
         raise CorruptSnapshotError(f"thread {thread_id!r}: {what} is corrupt: {exc}", thread_id=thread_id) from exc
 
 
@@ -355,7 +358,7 @@ def decode_message_stream(data: bytes, count: int, thread_id: Optional[str] = No
     """
     try:
         values = _stream_decoder.decode(b"\xdd" + struct.pack(">I", 2 * count) + data)
-    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+    except _UNDECODABLE as exc:
         if data and data[0] > FORMAT_VERSION:
             raise _newer_format_error("a stored message", data[0], thread_id) from exc
         raise CorruptSnapshotError(f"thread {thread_id!r}: the stored messages are corrupt: {exc}", thread_id=thread_id) from exc
@@ -405,7 +408,7 @@ def decode_applied(blob: Optional[bytes], thread_id: Optional[str] = None) -> Tu
         return ()
     try:
         return _applied_decoder.decode(blob)
-    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+    except _UNDECODABLE as exc:
         raise CorruptSnapshotError(
             f"thread {thread_id!r}: the stored idempotency keys are corrupt: {exc}", thread_id=thread_id
         ) from exc

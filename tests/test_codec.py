@@ -510,3 +510,17 @@ def test_corrupt_thread_can_still_be_deleted_explicitly(sqlite_thread: Tuple[Sql
     assert cp.delete(tid) is True
     assert _dump(path, tid) == ([], [])
     assert cp.load(tid) is None
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_stored_nesting_beyond_the_decoders_budget_is_corrupt_not_a_recursion_error(depth: int) -> None:
+    message = b"\x01\x82\xa4role\xa4user\xa7content" + b"\x91" * depth + b"\x01"
+    head = b"\x01\x81\xa8metadata\x81\xa1k" + b"\x91" * depth + b"\x01"
+    for decode in (
+        lambda: codec.decode_message(message, TID),
+        lambda: codec.decode_message_stream(message, 1, TID),
+        lambda: codec.decode_head(head, TID),
+    ):
+        with pytest.raises(CorruptSnapshotError) as info:
+            decode()
+        assert info.value.thread_id == TID
