@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the system packages that the test servers (tests/servers/) need on
-# Debian 12: redis-server + redis-tools, PostgreSQL 15 server binaries,
-# runuser, chromium (headless, renders the notebook example's transcript) and
-# python3.11-doc (its objects.inv lets the Sphinx build, nitpicky with -W,
-# link standard-library names offline; see docs/conf.py). Idempotent: installs
-# only what is missing. Starts no service: the
+# Debian 12: redis-server + redis-tools, redis-sentinel, PostgreSQL 15 server
+# binaries, pgbouncer (transaction pooling in front of the test PostgreSQL),
+# openssl (makes the test CA of the TLS servers), runuser, chromium (headless,
+# renders the notebook example's transcript) and python3.11-doc (its objects.inv
+# lets the Sphinx build, nitpicky with -W, link standard-library names offline;
+# see docs/conf.py). Idempotent: installs only what is missing. Starts no service: the
 # tests start their own throwaway servers on free loopback ports.
 # Python packages (redis, psycopg2-binary, boto3, moto[server], pytest, nbclient) come
 # from the project's dev dependencies, not from here.
@@ -27,6 +28,21 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   packages+=(redis-server redis-tools)
 else
   log "redis-server and redis-cli present: $(redis-server --version | head -n1)"
+fi
+if ! command -v redis-sentinel >/dev/null 2>&1; then
+  packages+=(redis-sentinel)
+else
+  log "redis-sentinel present: $(command -v redis-sentinel)"
+fi
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+  packages+=(pgbouncer)
+else
+  log "pgbouncer present: $(PATH="$PATH:/usr/sbin" pgbouncer --version | head -n1)"
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+  packages+=(openssl)
+else
+  log "openssl present: $(openssl version)"
 fi
 if [ ! -x "$PG_BIN/initdb" ] || [ ! -x "$PG_BIN/pg_ctl" ] || [ ! -x "$PG_BIN/postgres" ]; then
   packages+=(postgresql-15)
@@ -80,7 +96,8 @@ fi
 
 # Final check: fail loudly if anything is still missing.
 missing=0
-for exe in redis-server redis-cli runuser chromium; do
+PATH="$PATH:/usr/sbin"
+for exe in redis-server redis-cli redis-sentinel pgbouncer openssl runuser chromium; do
   if ! command -v "$exe" >/dev/null 2>&1; then
     log "ERROR: $exe still missing"
     missing=1

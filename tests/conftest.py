@@ -42,6 +42,21 @@ def contract_spec(name: str) -> ContractSpec:
     return next(spec for spec in CONTRACT_SPECS if spec.name == name)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """Deselect the contract tests of entries that declare a subset (``ContractSpec.modules``) outside it."""
+    keep: List[pytest.Item] = []
+    dropped: List[pytest.Item] = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        name = params.get("backend_spec") or params.get("shared_backend_spec")
+        modules = contract_spec(name).modules if name in CONTRACT_BACKENDS else None
+        module = item.module.__name__.rpartition(".")[2] if isinstance(item, pytest.Function) else ""
+        (keep if modules is None or module in modules else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(params=CONTRACT_BACKENDS)
 def backend_spec(request: pytest.FixtureRequest) -> BackendSpec:
     """The spec of each contract backend in turn."""

@@ -26,6 +26,9 @@ class ContractSpec:
     state_machine_examples: int = 25
     #: Seconds of the ABA soak (tests/contract/test_aba_soak.py).
     soak_seconds: float = 30.0
+    #: Modules of tests/contract/ this entry runs (``("test_crud", "test_concurrency")``); None: all of them.
+    #: The others are deselected (reported as such by pytest), never skipped silently.
+    modules: Optional[Tuple[str, ...]] = None
 
 
 @dataclass

@@ -247,9 +247,13 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec
 
 
 def _spawn(
-    argv: Sequence[str], out_path: Path, cwd: PathLike | None = None, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    out_path: Path,
+    cwd: PathLike | None = None,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a server process in its own session, stdout+stderr to ``out_path``."""
+    """Start a server process in its own session, stdout+stderr to ``out_path`` (as ``user`` if given, when root)."""
     preexec = _set_pdeathsig if (_PRCTL is not None and threading.current_thread() is threading.main_thread()) else None
     with open(out_path, "ab") as out:
         return subprocess.Popen(
@@ -261,6 +265,7 @@ def _spawn(
             env=env,
             start_new_session=True,
             preexec_fn=preexec,
+            user=user,
         )
 
 

@@ -7,6 +7,15 @@ noticed without a round trip and replaced; a call that overruns its
 deadline is cancelled on the server, and cut by the watchdog if that fails;
 every psycopg2 error becomes a library error through
 :func:`~.classify.classify`, the backend's one classifier.
+
+Nothing relies on session state, so the connections may go through a
+pooler in transaction mode (PgBouncer): the statement timeout is set per
+transaction (``SET LOCAL`` in front of each statement, not a startup
+``options`` parameter, which poolers refuse or drop), the only explicit
+transaction (migrations) takes a transaction-scoped advisory lock, no
+statement is prepared server-side, and the cancel by server process ID is
+sent only when that ID is the server's own (a pooler hands out made-up
+ones; see :meth:`Connections._connect`).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import logging
 import math
 import select
 import threading
+import weakref
 from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
@@ -22,6 +32,7 @@ from urllib.parse import urlencode
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2 import sql
 
 from ...errors import AgentsPersistError, BackendUnavailableError, CheckpointerClosedError, ConfigurationError
 from ...runtime import forking
@@ -63,8 +74,13 @@ def is_libpq_parameter(name: str) -> bool:
     return True
 
 
-def libpq_params(dsn: str, connect_timeout: float, statement_timeout: Optional[float]) -> Tuple[Dict[str, str], str]:
-    """libpq keywords from ``dsn`` plus our defaults, and a password-free label for messages."""
+def libpq_params(dsn: str, connect_timeout: float) -> Tuple[Dict[str, str], str]:
+    """libpq keywords from ``dsn`` plus our defaults, and a password-free label for messages.
+
+    The statement timeout is not among them: a startup ``options`` parameter
+    is refused by PgBouncer (or dropped, with ``ignore_startup_parameters``);
+    :func:`timed_cursor_class` sets it per transaction instead.
+    """
     label = redact_url(dsn) if "://" in dsn else "<libpq connection string>"
     try:
         params: Dict[str, str] = psycopg2.extensions.parse_dsn(dsn)
@@ -78,14 +94,38 @@ def libpq_params(dsn: str, connect_timeout: float, statement_timeout: Optional[f
     params.setdefault("client_encoding", "UTF8")
     for key, value in DEFAULT_KEEPALIVES.items():
         params.setdefault(key, value)
-    if statement_timeout is not None:
-        setting = f"-c statement_timeout={int(statement_timeout * 1000)}"
-        params["options"] = f"{params['options']} {setting}" if params.get("options") else setting
     try:
         float(params["connect_timeout"])
     except ValueError:
         raise ConfigurationError("connect_timeout in the DSN must be a number of seconds") from None
     return params, label
+
+
+def timed_cursor_class(statement_timeout: float) -> Any:
+    """A cursor class that runs every statement under ``SET LOCAL statement_timeout`` (same query, same round trip).
+
+    A query string of several statements is one (implicit) transaction, so
+    the setting holds for exactly that statement, or for the explicit
+    transaction a ``BEGIN`` opens, and never outlives it: nothing is left in
+    the session for the next user of a pooled server connection.
+    """
+    prefix = f"SET LOCAL statement_timeout = {max(1, int(statement_timeout * 1000))}; "
+
+    def prefixed(query: Any) -> Any:
+        if isinstance(query, bytes):
+            return prefix.encode() + query
+        if isinstance(query, sql.Composable):
+            return sql.SQL(prefix) + query
+        return prefix + query
+
+    class TimedCursor(psycopg2.extensions.cursor):  # type: ignore[misc]
+        def execute(self, query: Any, vars: Any = None) -> Any:
+            return super().execute(prefixed(query), vars)
+
+        def copy_expert(self, sql: Any, file: Any, size: int = 8192) -> Any:
+            return super().copy_expert(prefixed(sql), file, size)
+
+    return TimedCursor
 
 
 class _StaleConnection(Exception):
@@ -233,6 +273,9 @@ class Connections:
         self.max_connections = max_connections
         self.statement_timeout = statement_timeout
         self._on_missing = on_missing
+        self._cursor_class = None if statement_timeout is None else timed_cursor_class(statement_timeout)
+        #: Connections whose reported server process ID is not the server's (a pooler's): never cancelled by ID.
+        self._pooled: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self._pool: Union[ConnectionPool[Any], CallerPool]
         if pool is not None:
             self.label = f"<{type(pool).__name__}>"
@@ -240,7 +283,7 @@ class Connections:
             self._pool = CallerPool(pool, max_connections, timeout, self._classifier("connect"))
         else:
             assert dsn is not None
-            self._params, self.label = libpq_params(dsn, connect_timeout, statement_timeout)
+            self._params, self.label = libpq_params(dsn, connect_timeout)
             self.connect_timeout = float(self._params["connect_timeout"])
             self._pool = ConnectionPool(
                 self._connect, _close_quietly, max_size=max_connections, timeout=timeout, is_broken=is_broken, name="PostgreSQL"
@@ -290,6 +333,8 @@ class Connections:
         connection of a call that overran is never reused (see
         :meth:`connection`), so a cancel arriving late hits nobody else.
         """
+        if guard.context is None:
+            return False  # a pooler's connection: its process ID names no server process; cut at the deadline
         try:
             with self._side_connection() as side, side.cursor() as cursor:
                 cursor.execute("SELECT pg_cancel_backend(%s)", (guard.context,))
@@ -299,9 +344,28 @@ class Connections:
             return False
 
     def _connect(self) -> Any:
+        """A new autocommit connection; one behind a pooler is noted so that it is never cancelled by process ID.
+
+        libpq reports the process ID of the BackendKeyData message; PgBouncer
+        sends a made-up one (the server connection changes with every
+        transaction), so ``pg_cancel_backend`` of it would miss, or hit an
+        unrelated session. One query on connect compares it with
+        ``pg_backend_pid()``.
+        """
         with translated(self._classifier("connect")):
             conn = psycopg2.connect(**self._params)
-        conn.autocommit = True
+            try:
+                conn.autocommit = True
+                if self._cursor_class is not None:
+                    conn.cursor_factory = self._cursor_class
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT pg_backend_pid()")
+                    (server_pid,) = cursor.fetchone()
+            except BaseException:
+                _close_quietly(conn)
+                raise
+        if server_pid != conn.info.backend_pid:
+            self._pooled.add(conn)
         return conn
 
     @contextmanager
@@ -331,7 +395,8 @@ class Connections:
         """One call on ``conn`` under the watchdog and the classifier; if it overran, ``conn`` is closed afterwards."""
         guard: Optional[Guard] = None
         try:
-            with self._watchdog.guard(conn.fileno(), conn.info.backend_pid) as guard:
+            pid = None if conn in self._pooled else conn.info.backend_pid
+            with self._watchdog.guard(conn.fileno(), pid) as guard:
                 with translated(self._classifier(what, guard, writes)):
                     yield
         finally:
