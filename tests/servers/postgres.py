@@ -32,6 +32,7 @@ from .process import (
     retry_taken_ports,
     wait_until,
 )
+from .tls import TestCA
 
 # --------------------------------------------------------------------------
 # PostgreSQL
@@ -79,6 +80,16 @@ shutil.rmtree(base, ignore_errors=True)
 """
 
 
+#: pg_hba.conf of a TLS server: trust on the socket and over TLS, and any TCP connection without TLS refused.
+_TLS_HBA = b"""\
+local all all trust
+hostssl all all 127.0.0.1/32 trust
+hostssl all all ::1/128 trust
+hostnossl all all 0.0.0.0/0 reject
+hostnossl all all ::/0 reject
+"""
+
+
 def _pg_bin() -> Path:
     return Path(os.environ.get("AGENTS_PERSIST_TEST_PG_BIN") or DEFAULT_PG_BIN)
 
@@ -122,8 +133,13 @@ class PostgresServer:
         timeout: float = 60.0,
         max_connections: int = 200,
         extra_options: Sequence[str] = (),
+        tls: TestCA | None = None,
     ) -> "PostgresServer":
         """initdb a new cluster and start it on a free port.
+
+        With ``tls``, the server presents that CA's server certificate and
+        refuses every TCP connection without TLS (``hostnossl ... reject``),
+        so a client that got in certainly used TLS.
 
         ``tmpdir`` is used as the parent only when not running as root (root's
         pytest tmp dirs are not traversable by the postgres user); otherwise
@@ -152,6 +168,8 @@ class PostgresServer:
                 os.chmod(base, 0o755)
                 shutil.chown(base, "postgres", "postgres")
             server._initdb(timeout)
+            if tls is not None:
+                server.options += server._install_tls(tls)
 
             def fresh_port() -> PostgresServer:
                 server.port = free_port()  # one data directory, tried on fresh ports
@@ -205,6 +223,22 @@ class PostgresServer:
                 f"initdb failed (rc={res.returncode}): "
                 + (res.stdout + res.stderr).decode("utf-8", "replace")[-4000:]
             )
+
+    def _install_tls(self, ca: TestCA) -> list[str]:
+        """Copy the server certificate and key where the postgres user may read them; TLS-only pg_hba; the options."""
+        files = {"server.crt": ca.server_cert.read_bytes(), "server.key": ca.server_key.read_bytes(), "pg_hba.conf": _TLS_HBA}
+        for name, data in files.items():
+            path = self.base_dir / name
+            path.write_bytes(data)
+            os.chmod(path, 0o600)  # postgres refuses a key that others may read
+            if self.as_root:
+                shutil.chown(path, "postgres", "postgres")
+        return [
+            "-c", "ssl=on",
+            "-c", f"ssl_cert_file={self.base_dir / 'server.crt'}",
+            "-c", f"ssl_key_file={self.base_dir / 'server.key'}",
+            "-c", f"hba_file={self.base_dir / 'pg_hba.conf'}",
+        ]
 
     def _pg_ctl_start(self, timeout: float) -> None:
         opts = " ".join([f"-p {self.port}", f"-k {self.socket_dir}", *self.options])

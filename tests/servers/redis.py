@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import urlencode
 
 from .process import (
     CLUSTER_SLOTS,
@@ -29,6 +30,7 @@ from .process import (
     retry_taken_ports,
     wait_until,
 )
+from .tls import TestCA
 
 # --------------------------------------------------------------------------
 # Minimal RESP client (readiness checks without depending on redis-py)
@@ -195,6 +197,51 @@ class RedisServer(_ChildServer):
 
     def __repr__(self) -> str:
         return f"RedisServer(url={self.url!r}, pid={self.pid})"
+
+
+class TlsRedisServer(RedisServer):
+    """A standalone Redis that also serves TLS on ``tls_port``, with a certificate of a :class:`~.tls.TestCA`.
+
+    The plain ``port`` stays open on loopback for readiness checks and test
+    plumbing (``redis_command``); clients of the test use :attr:`url`, which
+    is TLS only and verifies the server certificate against the CA.
+    Clients are not asked for a certificate (``tls-auth-clients no``).
+    """
+
+    tls_port: int
+    ca: TestCA
+
+    @classmethod
+    def start_tls(
+        cls, tmpdir: PathLike, ca: TestCA, *, extra_args: Sequence[str] = (), timeout: float = 15.0
+    ) -> "TlsRedisServer":
+        """Start with ``--tls-port`` on a second free port and wait for PING (on the plain port)."""
+        base = Path(tmpdir)
+        base.mkdir(parents=True, exist_ok=True)
+
+        def make() -> "TlsRedisServer":
+            port, tls_port = free_port(), free_port()
+            args = [
+                "--tls-port", str(tls_port),
+                "--tls-cert-file", str(ca.server_cert),
+                "--tls-key-file", str(ca.server_key),
+                "--tls-ca-cert-file", str(ca.cert),
+                "--tls-auth-clients", "no",
+                *extra_args,
+            ]
+            server = cls(Path(tempfile.mkdtemp(prefix=f"redis-tls-{tls_port}-", dir=base)), port, args, "redis-tls")
+            server.tls_port, server.ca = tls_port, ca
+            return server
+
+        return retry_taken_ports(make, lambda s: s._launch(timeout), lambda s: (s.log_path, s.out_path))
+
+    @property
+    def url(self) -> str:
+        """``rediss://127.0.0.1:TLS_PORT/0?ssl_ca_certs=<CA file>``: TLS, the certificate and host name verified."""
+        return f"rediss://{self.host}:{self.tls_port}/0?{urlencode({'ssl_ca_certs': str(self.ca.cert)})}"
+
+    def __repr__(self) -> str:
+        return f"TlsRedisServer(url={self.url!r}, pid={self.pid})"
 
 
 class RedisCluster:
