@@ -81,7 +81,8 @@ def from_url(url: Optional[str] = None, **options: Any) -> "Checkpointer":
 
     Args:
         url: ``memory://``, ``sqlite:///path``, ``redis://``, ``rediss://``,
-            ``redis+cluster://host:port,...``, ``postgresql://``, ``postgres://``
+            ``redis+cluster://host:port,...``, ``redis+sentinel://host:port,.../service``,
+            ``postgresql://``, ``postgres://``
             or ``dynamodb://[region]/table?endpoint_url=...``. If omitted, the
             ``AGENTS_PERSIST_URL`` environment variable, else
             ``sqlite:///agents_persist.db``.

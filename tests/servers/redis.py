@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import tempfile
@@ -414,3 +415,156 @@ def redis_cluster_url_or_start(tmpdir: PathLike) -> RedisCluster | ExternalServe
     """``$AGENTS_PERSIST_TEST_REDIS_CLUSTER_URL`` (``.startup_nodes`` parsed from it), else a new :class:`RedisCluster`."""
     url = _env(ENV_REDIS_CLUSTER_URL)
     return ExternalServer(url, "redis-cluster") if url else RedisCluster.start(tmpdir)
+
+
+class RedisSentinelGroup:
+    """A Redis primary, one replica and three Sentinels (quorum 2) watching them as ``service``.
+
+    Attributes: ``url`` (``redis+sentinel://127.0.0.1:S1,...:S3/<service>``),
+    ``servers`` (the two :class:`RedisServer`, in start order: the first was
+    the primary), ``sentinels`` (the three Sentinel processes, as
+    :class:`RedisServer` objects on their own ports), ``service``, ``managed``.
+    Failure detection is quick for tests (``down-after-milliseconds``
+    ``down_after_ms``, ``failover-timeout`` ``failover_timeout_ms``).
+    """
+
+    managed = True
+
+    def __init__(self, directory: Path, service: str) -> None:
+        self.dir = directory
+        self.service = service
+        self.host = HOST
+        self.servers: list[RedisServer] = []
+        self.sentinels: list[_SentinelProcess] = []
+
+    @classmethod
+    def start(
+        cls,
+        tmpdir: PathLike,
+        *,
+        service: str = "agents",
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 2000,
+        extra_args: Sequence[str] = (),
+        timeout: float = 30.0,
+    ) -> "RedisSentinelGroup":
+        """Start primary, replica (waits until it is in sync) and sentinels (wait until each knows both)."""
+        base = Path(tmpdir)
+        base.mkdir(parents=True, exist_ok=True)
+        group = cls(Path(tempfile.mkdtemp(prefix="redis-sentinel-", dir=base)), service)
+        _register(group)
+        try:
+            extra_args = ["--repl-diskless-sync-delay", "0", *extra_args]  # a replica syncs at once, not after 5 s
+            primary = RedisServer.start(group.dir, extra_args=extra_args, timeout=timeout, name="primary")
+            group.servers.append(primary)
+            replica_args = ["--replicaof", primary.host, str(primary.port), *extra_args]
+            group.servers.append(RedisServer.start(group.dir, extra_args=replica_args, timeout=timeout, name="replica"))
+            wait_until(
+                lambda: _redis_info(group.servers[1].port, "replication").get("master_link_status") == "up",
+                timeout,
+                "the replica to sync with the primary",
+                logs=[s.log_path for s in group.servers],
+            )
+            # Each sentinel is told about the replica and the others up front (``known-*`` lines, as Sentinel
+            # writes them itself), instead of discovering them from hello messages every 2 s.
+            peers = [(free_port(), os.urandom(20).hex()) for _ in range(3)]
+            replica = group.servers[1]
+            for port, myid in peers:
+                known = f"sentinel known-replica {service} {HOST} {replica.port}\n" + "".join(
+                    f"sentinel known-sentinel {service} {HOST} {p} {i}\n" for p, i in peers if p != port
+                )
+                config = _sentinel_config(group.dir, port, service, primary.port, down_after_ms, failover_timeout_ms)
+                config += f"sentinel myid {myid}\n" + known
+                group.sentinels.append(_SentinelProcess.start_sentinel(group.dir, port, config, timeout))
+            wait_until(group._sentinels_agree, timeout, "the sentinels to see the primary and its replica", interval=0.05,
+                       logs=[s.log_path for s in group.sentinels])
+            return group
+        except BaseException:
+            group.stop()
+            raise
+
+    def _sentinels_agree(self) -> bool:
+        primary = self.servers[0].port
+        for sentinel in self.sentinels:
+            info = redis_command(sentinel.port, "SENTINEL", "MASTER", self.service)
+            fields = dict(zip(info[::2], info[1::2]))
+            if int(fields[b"port"]) != primary or int(fields[b"num-slaves"]) < 1 or int(fields[b"num-other-sentinels"]) < 2:
+                return False
+        return True
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/<service>``."""
+        return "redis+sentinel://" + ",".join(f"{s.host}:{s.port}" for s in self.sentinels) + f"/{self.service}"
+
+    def primary_port(self) -> int:
+        """The port the first sentinel that answers names as the primary now."""
+        for sentinel in self.sentinels:
+            try:
+                return int(redis_command(sentinel.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)[1])
+            except (OSError, RespError, TypeError):
+                continue
+        raise ServerStartError("no sentinel answers")
+
+    def primary(self) -> RedisServer:
+        """The server the sentinels name as the primary."""
+        port = self.primary_port()
+        return next(s for s in self.servers if s.port == port)
+
+    def failover(self) -> None:
+        """``SENTINEL FAILOVER <service>`` on the first sentinel (a coordinated switch, no process dies)."""
+        redis_command(self.sentinels[0].port, "SENTINEL", "FAILOVER", self.service)
+
+    def wait_primary_other_than(self, port: int, timeout: float = 30.0) -> RedisServer:
+        """Wait until the sentinels name another primary and it accepts writes (role master); return it."""
+
+        def switched() -> bool:
+            new = self.primary_port()
+            return new != port and _redis_info(new, "replication").get("role") == "master"
+
+        wait_until(switched, timeout, f"a failover away from port {port}", interval=0.05,
+                   logs=[s.log_path for s in self.sentinels])
+        return self.primary()
+
+    def stop(self) -> None:
+        """Stop every process by PID. Idempotent."""
+        for node in [*self.sentinels, *self.servers]:
+            node.stop()
+        _unregister(self)
+
+    def __repr__(self) -> str:
+        return f"RedisSentinelGroup(url={self.url!r}, servers={self.servers})"
+
+
+def _sentinel_config(directory: Path, port: int, service: str, primary_port: int, down_after_ms: int, failover_ms: int) -> str:
+    return (
+        f"port {port}\nbind {HOST}\ndaemonize no\ndir {directory}\nlogfile {directory / f'sentinel-{port}.log'}\n"
+        f"sentinel monitor {service} {HOST} {primary_port} 2\n"
+        f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+        f"sentinel failover-timeout {service} {failover_ms}\n"
+        f"sentinel parallel-syncs {service} 1\n"
+    )
+
+
+class _SentinelProcess(RedisServer):
+    """One ``redis-sentinel`` with a config file of its own (Sentinel rewrites it); started and stopped as a RedisServer."""
+
+    def __init__(self, directory: Path, port: int, config: str) -> None:
+        super().__init__(directory, port, (), name="sentinel")
+        self.config_path = directory / f"sentinel-{port}.conf"
+        self.config = config
+        self.exe = _find_exe("AGENTS_PERSIST_TEST_REDIS_SENTINEL", "redis-sentinel")
+
+    @classmethod
+    def start_sentinel(cls, directory: Path, port: int, config: str, timeout: float) -> "_SentinelProcess":
+        """Start on ``port`` (chosen by the caller, who wrote it into ``config`` and the peers' configs)."""
+        server = cls(directory, port, config)
+        server._launch(timeout)
+        return server
+
+    def _argv(self) -> list[str]:
+        return [self.exe, str(self.config_path)]
+
+    def _launch(self, timeout: float) -> None:
+        self.config_path.write_text(self.config)
+        super()._launch(timeout)

@@ -29,7 +29,7 @@ __all__ = ["RedisCheckpointer", "RedisStore", "DEFAULT_KEY_PREFIX", "OPTIONS", "
 BACKEND = Backend(
     name="redis",
     target="agents_persist.backends.redis:RedisCheckpointer",
-    schemes=("redis", "rediss", "redis+cluster", "rediss+cluster"),
+    schemes=("redis", "rediss", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel"),
     extra="redis",
     summary="Redis or Redis Cluster: one atomic Lua script per save.",
 )
@@ -159,7 +159,9 @@ class RedisCheckpointer(Checkpointer):
 
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS),
-            ``redis+cluster://host:port,host:port`` or ``rediss+cluster://``.
+            ``redis+cluster://host:port,host:port`` or ``rediss+cluster://``,
+            ``redis+sentinel://host:port,host:port/<service>[/<db>]`` or
+            ``rediss+sentinel://`` (the primary Sentinel names, found again after a failover).
             Its query may hold redis-py's own options
             (:data:`~agents_persist.backends.redis.REDIS_PY_URL_OPTIONS`: ``ssl_ca_certs``,
             ``ssl_cert_reqs``, ...); the options below go in the query only

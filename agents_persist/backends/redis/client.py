@@ -32,6 +32,7 @@ __all__ = [
     "parse_nodes",
     "SCHEMES",
     "CLUSTER_SCHEMES",
+    "SENTINEL_SCHEMES",
     "DEFAULT_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
 ]
@@ -42,7 +43,8 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 50
 DEFAULT_PORT = 6379
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-SCHEMES = ("redis", "rediss", *CLUSTER_SCHEMES)
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+SCHEMES = ("redis", "rediss", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES)
 #: Reply prefixes of Redis errors that mean "cannot serve now", not "bad request".
 UNAVAILABLE_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "MISCONF", "NOREPLICAS", "OOM", "READONLY", "CLUSTERDOWN", "TRYAGAIN")
 #: redis-py functions that run before a command is sent: taking a pooled
@@ -72,10 +74,11 @@ INDEX_IDS = Script("index_ids.lua")
 
 
 def import_redis() -> Any:
-    """The redis module (with ``redis.cluster``), or :class:`ConfigurationError` naming the extra."""
+    """The redis module (with ``redis.cluster`` and ``redis.sentinel``), or :class:`ConfigurationError` naming the extra."""
     try:
         import redis
         import redis.cluster
+        import redis.sentinel
     except ImportError as exc:
         raise ConfigurationError("RedisCheckpointer needs the redis package: pip install agents_persist[redis]") from exc
     return redis
@@ -157,6 +160,38 @@ def _cluster_url_kwargs(redis: Any, url: str) -> Dict[str, Any]:
         "connection_pool_class": redis.BlockingConnectionPool,
         "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 0),
     }
+
+
+def _sentinel_client(redis: Any, url: str, common: Dict[str, Any]) -> Any:
+    """A ``redis.Redis`` on the current primary of ``redis+sentinel://[user:pw@]h:p,h:p/<service>[/db][?query]``.
+
+    The sentinels are asked for the primary's address whenever a connection
+    is opened, and a connection that finds its server demoted (``READONLY``)
+    is dropped, so after a failover the next calls reach the new primary.
+    Credentials and the query's redis-py options are the Redis servers';
+    the sentinels are asked without credentials, with the same timeouts.
+    """
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    nodes = parse_nodes(hosts)
+    path = [unquote(p) for p in parts.path.split("/")[1:] if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not (path[1].isdigit() and path[1].isascii())):
+        raise ConfigurationError(
+            "a redis+sentinel:// URL names the service after the hosts: redis+sentinel://h:p,h:p/<service>[/<db>]"
+        )
+    tls = parts.scheme.lower().startswith("rediss")
+    credentials = userinfo + "@" if userinfo else ""
+    server_url = f"{'rediss' if tls else 'redis'}://{credentials}sentinel-managed/{path[1] if len(path) > 1 else 0}"
+    kwargs = redis.connection.parse_url(server_url + (f"?{parts.query}" if parts.query else ""))
+    for key in ("host", "port", "connection_class"):
+        kwargs.pop(key, None)
+    if tls:
+        kwargs["connection_class"] = redis.sentinel.SentinelManagedSSLConnection
+    kwargs.update(common, retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+    timeouts = {"socket_timeout": common["socket_timeout"], "socket_connect_timeout": common["socket_connect_timeout"]}
+    sentinel = redis.sentinel.Sentinel(nodes, sentinel_kwargs=timeouts, **timeouts)
+    pool_class = type("SentinelBlockingConnectionPool", (redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool), {})
+    return sentinel.master_for(path[0], connection_pool_class=pool_class, **kwargs)
 
 
 class RedisConnection:
@@ -258,6 +293,9 @@ class RedisConnection:
             "decode_responses": False,
         }
         try:
+            if scheme in SENTINEL_SCHEMES:
+                self._client = _sentinel_client(redis, url, common)
+                return
             if not self.cluster:
                 _check_database(url)
             if self.cluster:
@@ -339,6 +377,8 @@ class RedisConnection:
         own count by the wrapper, whose traceback shows where it came from.
         """
         exceptions = self.redis.exceptions
+        if any(isinstance(error, exceptions.ReadOnlyError) for error in _chain(exc)):
+            return False  # a demoted primary refused it (redis-py's Sentinel pool turns that into a ConnectionError)
         return any(
             (error is exc or isinstance(error, exceptions.RedisError))
             and isinstance(error, self._io_errors)
