@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl
 
 from .errors import ConfigurationError
+from .redaction import hidden_value, is_secret_name
 
 __all__ = [
     "Kind",
@@ -141,10 +142,11 @@ class Option:
                 value = self.check(value)
             return value
         except (ValueError, TypeError, OverflowError) as exc:
+            name = given_as or self.name
+            if is_secret_name(name):  # a credential: never echo the value, nor a reason that may quote it
+                raise ConfigurationError(f"{backend} option {name} must be {self.kind.what}, not {hidden_value(raw)}") from None
             reason = f" ({exc})" if str(exc) else ""
-            raise ConfigurationError(
-                f"{backend} option {given_as or self.name} must be {self.kind.what}{reason}, not {raw!r}"
-            ) from None
+            raise ConfigurationError(f"{backend} option {name} must be {self.kind.what}{reason}, not {raw!r}") from None
 
 
 COMMON_OPTIONS: Tuple[Option, ...] = (

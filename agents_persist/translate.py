@@ -4,7 +4,8 @@ A backend writes one *classifier*: given a driver exception, it returns the
 :class:`~agents_persist.errors.AgentsPersistError` to raise instead (server
 down, timeout, permission, bad configuration) or None to let it propagate.
 :func:`translated` applies it around a block; errors of the library itself
-pass through untouched.
+pass through untouched. Secrets in the driver's text never reach the raised
+error or its chained cause (see :mod:`agents_persist.redaction`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
 from .errors import AgentsPersistError
+from .redaction import safe_cause, scrub_error
 
 __all__ = ["Classifier", "translated"]
 
@@ -30,4 +32,5 @@ def translated(classify: Classifier) -> Iterator[None]:
         error = classify(exc)
         if error is None:
             raise
-        raise error from exc
+        # Driver text may quote a DSN or an option: the message and the chained cause shown are scrubbed.
+        raise scrub_error(error) from safe_cause(exc)

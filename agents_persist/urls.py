@@ -3,19 +3,18 @@
 Schemes come from :mod:`agents_persist.registry`, and drivers are imported
 only when a checkpointer is built, so choosing ``memory://`` never imports
 redis, psycopg2 or boto3. Every backend class has a ``from_url``
-classmethod; this module only dispatches, and hides passwords in anything it
-prints.
+classmethod; this module only dispatches. :func:`redact_url` lives in
+:mod:`agents_persist.redaction`, the one module that hides secrets.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING, Any, Optional
-from urllib.parse import urlsplit
 
 from . import registry
 from .errors import ConfigurationError
+from .redaction import redact_url
 
 if TYPE_CHECKING:
     from .checkpointer import Checkpointer
@@ -25,7 +24,6 @@ __all__ = ["from_url", "register_scheme", "redact_url", "ENV_URL", "DEFAULT_URL"
 ENV_URL = "AGENTS_PERSIST_URL"
 DEFAULT_URL = "sqlite:///agents_persist.db"
 
-_SECRET_IN_QUERY = re.compile(r"(?i)((?:^|&)(?:password|secret|token|aws_secret_access_key|aws_session_token)=)[^&]*")
 
 
 def register_scheme(scheme: str, target: str, *, allow_override: bool = False) -> None:
@@ -43,28 +41,6 @@ def register_scheme(scheme: str, target: str, *, allow_override: bool = False) -
         if scheme in backend.schemes and backend.target == target:
             return
     registry.register(registry.Backend(name=f"scheme:{scheme}", target=target, schemes=(scheme,)), allow_override=allow_override)
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (also in query parameters)."""
-    if "://" not in url:
-        # Not a URL (a forgotten scheme: "user:pw@host"); hide whatever precedes an '@'.
-        _, at, host = url.rpartition("@")
-        return f"***@{host}" if at else url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")  # the host follows the *last* '@', as urllib parses it
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-    query = _SECRET_IN_QUERY.sub(r"\1***", parts.query)
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url  # nothing secret; keep the URL exactly as given (sqlite:/// stays intact)
-    # Rebuild by hand: urlunsplit drops an empty netloc ("dynamodb:///t" would become "dynamodb:/t").
-    redacted = f"{parts.scheme}://{netloc}{parts.path}"
-    return redacted + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def _resolve(scheme: str) -> Any:

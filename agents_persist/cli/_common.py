@@ -19,6 +19,7 @@ from ..errors import (
     SerializationError,
     SnapshotTooLargeError,
 )
+from ..redaction import scrub
 from ..urls import DEFAULT_URL, ENV_URL, from_url, redact_url
 
 #: Exit codes (documented in docs/cli.rst).
@@ -53,7 +54,7 @@ def say(text: str = "") -> None:
 
 def complain(message: str) -> None:
     """Print one error line to stderr."""
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    print(f"{PROG}: {scrub(message)}", file=sys.stderr, flush=True)
 
 
 def exit_code_for(exc: AgentsPersistError) -> int:
@@ -67,9 +68,9 @@ def exit_code_for(exc: AgentsPersistError) -> int:
 
 
 def describe(exc: AgentsPersistError) -> str:
-    """One line naming the error type; never a password (the library redacts URLs in its messages)."""
+    """One line naming the error type; never a password (URLs, credential options and remembered secrets are scrubbed)."""
     first = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {first}"
+    return f"{type(exc).__name__}: {scrub(first)}"
 
 
 def sqlite_path(url: str) -> Optional[str]:

@@ -21,6 +21,7 @@ from typing import Callable, List, NoReturn, Optional, TypeVar
 from ..checkpointer import Checkpointer
 from ..errors import AgentsPersistError
 from ..models import AgentMessage, AgentStateSnapshot
+from ..redaction import scrub
 from ..urls import from_url, redact_url
 from ._common import FAILED, NOT_FOUND, describe, exit_code_for, say, sqlite_path
 
@@ -48,7 +49,7 @@ class _Doctor:
             if isinstance(exc, AgentsPersistError):
                 code, text = exit_code_for(exc), describe(exc)
             else:
-                code, text = FAILED, f"{type(exc).__name__}: {exc}"
+                code, text = FAILED, scrub(f"{type(exc).__name__}: {exc}")
             self.failures.append(code)
             say(f"  FAILED  {label}: {text}")
             hint = _HINTS.get(type(exc).__name__)

@@ -23,9 +23,9 @@ from functools import partial
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from ...errors import AgentsPersistError, BackendUnavailableError, ConfigurationError, SnapshotTooLargeError
+from ...redaction import forget, install_log_filter, is_secret_name, redact_url, remember, url_secrets
 from ...runtime import forking
 from ...translate import translated
-from ...urls import redact_url
 from .layout import PK, SK
 
 __all__ = ["DynamoDbClient", "COMMITTING_OPERATIONS", "error_code", "maybe_applied_once", "require_boto3"]
@@ -67,6 +67,9 @@ IAM_ACTIONS = {
     "update_time_to_live": "UpdateTimeToLive",
 }
 
+
+#: The loggers of the drivers a DynamoDB client calls, which get :class:`~agents_persist.redaction.RedactingFilter`.
+DRIVER_LOGGERS = ("botocore", "boto3", "urllib3")
 
 #: The calls that can commit a save or a delete (the conditional write of a head item). The others read,
 #: or write chunk items no committed head lists yet: a failure of those never changes what a load returns.
@@ -159,6 +162,8 @@ class DynamoDbClient:
         self.max_attempts = max_attempts
         self.retry_mode = retry_mode
         self._session_args = {name: value for name, value in session_args.items() if value is not None}
+        credentials = [value for name, value in self._session_args.items() if is_secret_name(name)]
+        self._secrets = remember([*credentials, *(url_secrets(endpoint_url) if endpoint_url else [])])
         self.region_name: Optional[str] = session_args.get("region_name") if client is None else client.meta.region_name
         self._owns_client = client is None
         self._client: Any = None
@@ -167,6 +172,7 @@ class DynamoDbClient:
         self._hook_id = f"agents_persist-{id(self)}"
         if client is not None:
             self._client = self._hooked(client)
+            install_log_filter(*DRIVER_LOGGERS)
         forking.register(self)
 
     def describe(self) -> str:
@@ -219,6 +225,8 @@ class DynamoDbClient:
             raise ConfigurationError(f"cannot build a DynamoDB client for table {self.table_name!r}: {exc}") from exc
         if self.region_name is None:
             self.region_name = client.meta.region_name
+        # botocore logs every signed request at DEBUG, the session token among its headers.
+        install_log_filter(*DRIVER_LOGGERS)
         return client
 
     def call(self, operation: str, expect: Tuple[str, ...] = (), **kwargs: Any) -> Dict[str, Any]:
@@ -284,6 +292,8 @@ class DynamoDbClient:
 
     def close(self) -> None:
         """Close the client if this object built it (a caller's client stays open, without our hook)."""
+        forget(self._secrets)
+        self._secrets = ()
         if self._owns_client:
             client, self._client = self._client, None
             if client is not None:

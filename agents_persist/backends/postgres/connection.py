@@ -35,11 +35,11 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from ...errors import AgentsPersistError, BackendUnavailableError, CheckpointerClosedError, ConfigurationError
+from ...redaction import forget, is_secret_name, redact_params, redact_url, remember, url_secrets
 from ...runtime import forking
 from ...runtime.pool import ConnectionPool
 from ...runtime.watchdog import DeadlineWatchdog, Guard
 from ...translate import Classifier, translated
-from ...urls import redact_url
 from .classify import MISSING_OBJECT_ERRORS, classify, first_line
 
 __all__ = ["Connections", "CallerPool", "is_libpq_parameter", "libpq_params"]
@@ -88,7 +88,7 @@ def libpq_params(dsn: str, connect_timeout: float) -> Tuple[Dict[str, str], str]
         # libpq's message quotes the offending token, which may be (part of) the password.
         raise ConfigurationError(f"invalid PostgreSQL DSN {label!r}: check its syntax and percent-encoding") from None
     if "://" not in dsn:
-        label = " ".join(f"{k}={'***' if k == 'password' else v}" for k, v in params.items())
+        label = " ".join(f"{k}={v}" for k, v in redact_params(params).items())
     params.setdefault("connect_timeout", str(max(2, math.ceil(connect_timeout))))
     params.setdefault("application_name", "agents_persist")
     params.setdefault("client_encoding", "UTF8")
@@ -272,6 +272,7 @@ class Connections:
     ) -> None:
         self.max_connections = max_connections
         self.statement_timeout = statement_timeout
+        self._secrets: Tuple[str, ...] = ()
         self._on_missing = on_missing
         self._cursor_class = None if statement_timeout is None else timed_cursor_class(statement_timeout)
         #: Connections whose reported server process ID is not the server's (a pooler's): never cancelled by ID.
@@ -284,6 +285,9 @@ class Connections:
         else:
             assert dsn is not None
             self._params, self.label = libpq_params(dsn, connect_timeout)
+            # The URL's own reading too: libpq may take an unencoded password for a port, and then quote it.
+            in_url = url_secrets(dsn) if "://" in dsn else []
+            self._secrets = remember([*(value for key, value in self._params.items() if is_secret_name(key)), *in_url])
             self.connect_timeout = float(self._params["connect_timeout"])
             self._pool = ConnectionPool(
                 self._connect, _close_quietly, max_size=max_connections, timeout=timeout, is_broken=is_broken, name="PostgreSQL"
@@ -416,3 +420,5 @@ class Connections:
         """Stop the watchdog and close the own pool's connections (a caller's pool stays open)."""
         self._watchdog.stop()
         self._pool.close()
+        forget(self._secrets)
+        self._secrets = ()

@@ -13,11 +13,11 @@ import os
 import threading
 from types import TracebackType
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Type
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ...errors import CheckpointerClosedError, ConfigurationError
+from ...redaction import forget, redact_url, remember, url_secrets
 from ...resources import read_text
-from ...urls import redact_url
 
 __all__ = [
     "RedisConnection",
@@ -116,6 +116,15 @@ def _check_database(url: str) -> None:
     path = unquote(urlsplit(url).path)
     if path not in ("", "/") and not (path[1:].isdigit() and path[1:].isascii()):
         raise ConfigurationError(f"the database of a Redis URL is a number (redis://host:6379/3), not {path[1:]!r}")
+
+
+def _check_tls_options(url: str, *, tls: bool) -> None:
+    """Refuse ``ssl_*`` options without TLS (redis-py would fail on first use with an untyped ``TypeError``)."""
+    if tls:
+        return
+    names = sorted({name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True) if name.startswith("ssl_")})
+    if names:
+        raise ConfigurationError(f"the Redis URL options {', '.join(names)} need TLS: use rediss:// (or rediss+cluster://)")
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -228,6 +237,7 @@ class RedisConnection:
         if (url is None) == (client is None):
             raise ConfigurationError("pass either a Redis url or a client, not both or neither")
         self.url = url
+        self._secrets = remember(url_secrets(url)) if url is not None else ()
         self._lock = threading.Lock()
         self._closed = False
         self._loaded: Set[str] = set()  # SHAs of scripts this process has run (so a NOSCRIPT means it was lost)
@@ -285,6 +295,7 @@ class RedisConnection:
         if scheme not in SCHEMES:
             raise ConfigurationError(f"not a Redis URL: {redact_url(url)!r}")
         self.cluster = scheme in CLUSTER_SCHEMES
+        _check_tls_options(url, tls=scheme.startswith("rediss"))
         common = {
             "max_connections": self.max_connections,
             "timeout": self.timeout,
@@ -392,6 +403,8 @@ class RedisConnection:
         with self._lock:
             self._closed = True
             client, self._client = self._client, None
+            forget(self._secrets)
+            self._secrets = ()
         if client is None or not self._owns_client:
             return
         if self.cluster:
