@@ -108,6 +108,7 @@ class DeadlineWatchdog:
         self._cancelling: "OrderedDict[int, Guard]" = OrderedDict()
         self._tokens = itertools.count()
         self._thread: Optional[threading.Thread] = None
+        self._wake = threading.Event()
 
     @contextmanager
     def guard(self, fileno: int, context: Any = None) -> Iterator[Guard]:
@@ -126,9 +127,13 @@ class DeadlineWatchdog:
                 self._active.pop(token, None)
                 self._cancelling.pop(token, None)
 
-    def stop(self) -> None:
-        """Let the thread end (within ``seconds``); guards taken later are not watched."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """End the thread now (waiting up to ``timeout`` for it); guards taken later are not watched."""
         self._stopped = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _cut(self, guard: Guard) -> None:
         """Shut the guard's socket down; the caller holds the lock and has removed the guard."""
@@ -177,4 +182,4 @@ class DeadlineWatchdog:
                 to_cancel, delay = self._expire(time.monotonic())
             for token, guard in to_cancel:
                 threading.Thread(target=self._try_cancel, args=(token, guard), name=f"{self.name}-cancel", daemon=True).start()
-            time.sleep(max(delay, 0.005))
+            self._wake.wait(max(delay, 0.005))  # set by stop(): a closed checkpointer leaves no thread behind

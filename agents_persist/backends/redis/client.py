@@ -408,7 +408,13 @@ class RedisConnection:
         if client is None or not self._owns_client:
             return
         if self.cluster:
+            # RedisCluster.close() releases its node clients but leaves their pools' sockets open
+            # (until garbage collection): disconnect every node's pool, the startup nodes' too.
+            nodes = [*client.get_nodes(), *client.nodes_manager.startup_nodes.values()]
             client.close()
+            for node in nodes:
+                if node.redis_connection is not None:
+                    node.redis_connection.connection_pool.disconnect()
         else:
             client.connection_pool.disconnect()
 
