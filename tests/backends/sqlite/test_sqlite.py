@@ -89,24 +89,32 @@ def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
         SqliteCheckpointer(path)
 
 
+def log_rows(cp: SqliteCheckpointer, thread_id: str) -> list:  # type: ignore[type-arg]
+    with cp.store._transaction() as conn:
+        return conn.execute(
+            "SELECT seq, n, length(data) FROM agents_persist_messages WHERE thread_id = ? ORDER BY seq", (thread_id,)
+        ).fetchall()
+
+
 def test_append_writes_only_new_rows(tmp_path: Path) -> None:
     # One pooled connection, so its total_changes counts every row the library writes.
     with SqliteCheckpointer(tmp_path / "g.db", max_connections=1) as cp:
         state = AgentStateSnapshot(messages=[AgentMessage.user(str(i)) for i in range(1000)])
         cp.save("t", state)
+        assert [row[:2] for row in log_rows(cp, "t")] == [(0, 1000)]  # one save's messages: one row
         with cp.store._transaction() as conn:
             start_changes = conn.total_changes
         state.messages += [AgentMessage.user("new-1"), AgentMessage.assistant("new-2")]
         cp.save("t", state)
         with cp.store._transaction() as conn:
             changed = conn.total_changes - start_changes
-        # 2 inserted messages + 1 head row (an upsert counts once); a rewrite would touch > 2,000 rows.
-        assert changed == 3, changed
+        # 1 row holding the 2 new messages + 1 head row (an upsert counts once); nothing else is touched.
+        assert changed == 2, changed
+        assert [row[:2] for row in log_rows(cp, "t")] == [(0, 1000), (1000, 2)]
         loaded = cp.load("t")
         assert loaded is not None and loaded.messages == state.messages
         state.messages[0] = AgentMessage.user("edited")
-        with cp.store._transaction() as conn:
-            start_changes = conn.total_changes
         cp.save("t", state)
-        with cp.store._transaction() as conn:
-            assert conn.total_changes - start_changes > 2000  # the rewrite path really rewrites
+        assert [row[:2] for row in log_rows(cp, "t")] == [(0, 1002)]  # the rewrite path really rewrites
+        loaded = cp.load("t")
+        assert loaded is not None and loaded.messages == state.messages
