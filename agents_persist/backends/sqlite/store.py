@@ -21,21 +21,12 @@ import sqlite3
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ... import planning
 from ...codec import EMPTY_DIGEST, encode_applied
 from ...errors import BackendUnavailableError, ConfigurationError, CorruptSnapshotError
 from ...models import ThreadInfo
 from ...paging import Position
-from ...planning import (
-    Applied,
-    PlannedWrite,
-    PrefixMismatch,
-    StoredHead,
-    StoredThread,
-    Written,
-    enforce_precondition,
-    is_expired,
-    record_applied,
-)
+from ...planning import Applied, PlannedWrite, StoredHead, StoredThread, Written, enforce_precondition, is_expired, record_applied
 from ...resources import read_text, sql_statements
 from ...runtime.pool import ConnectionPool
 from ...store import Store
@@ -279,7 +270,7 @@ class SqliteStore(Store):
             if write.expected_version is not None or write.idempotency_key is not None or write.keep_head:
                 raise
             if write.append_from is not None:
-                raise PrefixMismatch(thread_id) from None  # rewrite it all
+                raise planning.PrefixMismatch(thread_id) from None  # rewrite it all
             logger.warning("thread %r: a forced save replaces its corrupt stored head", thread_id)
             return None, (0, 0)
         if is_expired(head.expires_at, write.updated_at):
