@@ -29,7 +29,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, Type, TypeVar, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, List, Optional, Sequence, Type, TypeVar, Union
 
 from . import telemetry
 from .arguments import already_applied, check_idempotency_key, checked_result
@@ -132,6 +132,20 @@ class AsyncCheckpointer:
     async def load(self, thread_id: str) -> Optional[AgentStateSnapshot]:
         """Async :meth:`Checkpointer.load`."""
         return await self._run(self.checkpointer.load, thread_id)
+
+    async def load_messages(
+        self, thread_id: str, start: Optional[int] = None, stop: Optional[int] = None
+    ) -> List[AgentMessage]:
+        """Async :meth:`Checkpointer.load_messages`."""
+        return await self._run(self.checkpointer.load_messages, thread_id, start, stop)
+
+    async def tail(self, thread_id: str, n: int) -> List[AgentMessage]:
+        """Async :meth:`Checkpointer.tail`."""
+        return await self._run(self.checkpointer.tail, thread_id, n)
+
+    async def message_count(self, thread_id: str) -> int:
+        """Async :meth:`Checkpointer.message_count`."""
+        return await self._run(self.checkpointer.message_count, thread_id)
 
     async def delete(self, thread_id: str) -> bool:
         """Async :meth:`Checkpointer.delete`."""

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from operator import attrgetter
 from types import TracebackType
-from typing import Any, Callable, Iterator, Optional, Sequence, Type, TypeVar
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Type, TypeVar
 
 from . import codec, options, telemetry
 from .arguments import already_applied, check_idempotency_key, check_limit, checked_result
@@ -205,6 +205,45 @@ class Checkpointer:
         if stored is None or is_expired(stored.expires_at):
             return None
         return self._writer.decode(thread_id, stored)
+
+    @telemetry.traced("load_messages")
+    def load_messages(self, thread_id: str, start: Optional[int] = None, stop: Optional[int] = None) -> List[AgentMessage]:
+        """The messages ``[start:stop]`` of ``thread_id`` (Python slice bounds; negative counts from the end).
+
+        Reads only what is asked where the backend's log is chunked or
+        indexed, from one committed version. A missing or expired thread has
+        no messages (``[]``); :meth:`message_count` tells the length.
+
+        Raises:
+            InvalidArgumentError: ``start`` or ``stop`` is not an int or None.
+            CorruptSnapshotError: The stored bytes cannot be decoded.
+        """
+        thread_id = validate_thread_id(thread_id)
+        for name, bound in (("start", start), ("stop", stop)):
+            if bound is not None and type(bound) is not int:
+                raise InvalidArgumentError(f"{name} must be an int or None, not {bound!r}")
+        self._check_open()
+        stored = self.store.read_messages(thread_id, start, stop)
+        if stored is None or is_expired(stored.expires_at) or stored.start == stored.stop:
+            return []
+        return self._writer.decode_slice(thread_id, stored)
+
+    def tail(self, thread_id: str, n: int) -> List[AgentMessage]:
+        """The last ``n`` messages of ``thread_id`` (fewer if it has fewer), reading only those where it can."""
+        if type(n) is not int or n < 0:
+            raise InvalidArgumentError(f"n must be an int >= 0, not {n!r}")
+        if n == 0:
+            validate_thread_id(thread_id)
+            return []
+        return self.load_messages(thread_id, -n)
+
+    @telemetry.traced("message_count")
+    def message_count(self, thread_id: str) -> int:
+        """How many messages ``thread_id`` holds, without loading them; 0 if missing or expired."""
+        thread_id = validate_thread_id(thread_id)
+        self._check_open()
+        head = self.store.read_head(thread_id)
+        return 0 if head is None or is_expired(head.expires_at) else head.message_count
 
     @telemetry.traced("delete")
     def delete(self, thread_id: str) -> bool:

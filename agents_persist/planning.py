@@ -29,6 +29,8 @@ __all__ = [
     "new_generation",
     "record_applied",
     "StoredThread",
+    "StoredSlice",
+    "resolve_slice",
     "PlannedWrite",
     "Written",
     "PrefixMismatch",
@@ -84,6 +86,33 @@ class StoredThread(msgspec.Struct, frozen=True):
     expires_at: Optional[float] = None
     generation: int = 0
     applied: Applied = ()
+
+
+class StoredSlice(msgspec.Struct, frozen=True):
+    """Some messages of one committed version, as a store read them for a partial read.
+
+    ``messages`` holds ``count`` encoded messages, log positions ``first``
+    to ``first + count - 1`` (a list of blobs or one concatenated ``bytes``),
+    covering the positions ``start`` to ``stop - 1`` asked for, resolved by
+    :func:`resolve_slice` against ``message_count`` in the same atomic read.
+    Stores may return more than asked (whole chunks); the checkpointer
+    decodes them and keeps ``start .. stop - 1``.
+    """
+
+    version: int
+    message_count: int
+    start: int
+    stop: int
+    first: int
+    messages: Union[List[bytes], bytes]
+    count: int
+    expires_at: Optional[float] = None
+
+
+def resolve_slice(start: Optional[int], stop: Optional[int], message_count: int) -> Tuple[int, int]:
+    """``(start, stop)`` of ``messages[start:stop]`` as non-negative positions, like Python slicing."""
+    first, end, _ = slice(start, stop).indices(message_count)
+    return first, max(first, end)
 
 
 class StoredHead(msgspec.Struct, frozen=True):

@@ -19,7 +19,7 @@ from typing import List, Optional
 
 from .models import ThreadInfo
 from .paging import Position
-from .planning import PlannedWrite, StoredHead, StoredThread, Written, is_expired
+from .planning import PlannedWrite, StoredHead, StoredSlice, StoredThread, Written, is_expired, resolve_slice
 
 __all__ = ["Store"]
 
@@ -58,6 +58,22 @@ class Store(ABC):
     @abstractmethod
     def delete(self, thread_id: str) -> bool:
         """Remove all of the thread; True if it existed and had not expired."""
+
+    def read_messages(self, thread_id: str, start: Optional[int], stop: Optional[int]) -> Optional[StoredSlice]:
+        """Messages ``[start:stop]`` (Python slice bounds, resolved against the stored count) of one committed version.
+
+        None if the thread is missing (an expired one may be returned).
+        Stores whose log is chunked or indexed read only the chunks that
+        cover the slice; this default reads the whole thread.
+        """
+        stored = self.read(thread_id)
+        if stored is None:
+            return None
+        first, end = resolve_slice(start, stop, stored.message_count)
+        messages = stored.messages if isinstance(stored.messages, bytes) else stored.messages[first:end]
+        offset = 0 if isinstance(stored.messages, bytes) else first
+        count = stored.message_count if isinstance(stored.messages, bytes) else end - first
+        return StoredSlice(stored.version, stored.message_count, first, end, offset, messages, count, stored.expires_at)
 
     def read_version(self, thread_id: str) -> int:
         """The stored version, 0 if missing or expired (stores may answer it more cheaply)."""

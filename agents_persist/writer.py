@@ -20,6 +20,7 @@ from .planning import (
     KnownPrefix,
     PlannedWrite,
     PrefixMismatch,
+    StoredSlice,
     StoredThread,
     Written,
     backoff,
@@ -147,6 +148,22 @@ class Writer:
                 # The bytes of the whole log are not known here: only the hint for the next append.
                 self.prefixes.remember(thread_id, write.message_count, write.digest, None)
             return written.version
+
+    @staticmethod
+    def decode_slice(thread_id: str, stored: StoredSlice) -> List[AgentMessage]:
+        """The messages ``stored.start .. stored.stop - 1`` of a partial read."""
+        if not (0 <= stored.first <= stored.start <= stored.stop <= stored.first + stored.count <= stored.message_count):
+            raise CorruptSnapshotError(
+                f"thread {thread_id!r}: the stored messages do not cover positions {stored.start} to {stored.stop - 1}",
+                thread_id=thread_id,
+            )
+        if isinstance(stored.messages, bytes):
+            messages = codec.decode_message_stream(stored.messages, stored.count, thread_id)
+        elif len(stored.messages) != stored.count:
+            raise CorruptSnapshotError(f"thread {thread_id!r}: a stored message is missing", thread_id=thread_id)
+        else:
+            messages = codec.decode_messages(stored.messages, thread_id)
+        return messages[stored.start - stored.first : stored.stop - stored.first]
 
     def decode(self, thread_id: str, stored: StoredThread) -> AgentStateSnapshot:
         """The snapshot ``stored`` holds, carrying its provenance."""

@@ -26,7 +26,17 @@ from ...codec import EMPTY_DIGEST, encode_applied
 from ...errors import BackendUnavailableError, ConfigurationError, CorruptSnapshotError
 from ...models import ThreadInfo
 from ...paging import Position
-from ...planning import Applied, PlannedWrite, StoredHead, StoredThread, Written, enforce_precondition, is_expired, record_applied
+from ...planning import (
+    Applied,
+    PlannedWrite,
+    StoredHead,
+    StoredSlice,
+    StoredThread,
+    Written,
+    enforce_precondition,
+    is_expired,
+    record_applied,
+)
 from ...resources import read_text, sql_statements
 from ...runtime.pool import ConnectionPool
 from ...store import Store
@@ -163,8 +173,9 @@ class SqliteStore(Store):
 
     # ------------------------------------------------------------------ reads
 
-    def read(self, thread_id: str) -> Optional[StoredThread]:
-        found = self._read("load", (thread_id,), thread_id)
+    def _head_and_log(self, query: str, params: Any, thread_id: str) -> Optional[Tuple[Any, StoredHead, List[Any]]]:
+        """One statement reading the head row then log rows: (head row, its scalars, log rows in order), None if missing."""
+        found = self._read(query, params, thread_id)
         if not found:
             return None
         if found[0][0] != 0 or not _in_order(found):
@@ -173,10 +184,26 @@ class SqliteStore(Store):
                 return None  # no head row: log rows alone are no thread
         first = found[0]
         h, _ = rows.head(first[2:9], thread_id)
-        if is_expired(h.expires_at):
+        return first, h, found[1:]
+
+    def read_messages(self, thread_id: str, start: Optional[int], stop: Optional[int]) -> Optional[StoredSlice]:
+        read = self._head_and_log("load_range", (thread_id, start, stop), thread_id)
+        if read is None or is_expired(read[1].expires_at):
             return None
+        _, h, log_rows = read
+        lo, hi = planning.resolve_slice(start, stop, h.message_count)
+        if lo == hi:
+            return StoredSlice(h.version, h.message_count, lo, hi, lo, b"", 0, h.expires_at)
+        first, count, data = rows.log_range([row[1:4] for row in log_rows], lo, hi, h.message_count, thread_id)
+        return StoredSlice(h.version, h.message_count, lo, hi, first, data, count, h.expires_at)
+
+    def read(self, thread_id: str) -> Optional[StoredThread]:
+        read = self._head_and_log("load", (thread_id,), thread_id)
+        if read is None or is_expired(read[1].expires_at):
+            return None
+        first, h, log_rows = read
         head = rows.head_blob(first[9], thread_id)
-        messages = rows.log([row[1:4] for row in found[1:]], h.message_count, thread_id)
+        messages = rows.log([row[1:4] for row in log_rows], h.message_count, thread_id)
         return StoredThread(
             h.version, head, messages, h.message_count, h.digest, h.updated_at, h.expires_at, h.generation, h.applied
         )

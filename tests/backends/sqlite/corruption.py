@@ -98,18 +98,10 @@ def timed(what: str, fn: Callable[[], Any]) -> Any:
         assert elapsed < SLOW, f"{what} took {elapsed:.1f}s"
 
 
-#: Deep nesting is the codec's to refuse (codec.py); until it does, load raises RecursionError.
-CODEC_RECURSION = "RecursionError (codec.py has no depth limit)"
-
-
-def _outcome(what: str, fn: Callable[[], Any], *, tolerate_recursion: bool = False) -> Tuple[str, Any]:
+def _outcome(what: str, fn: Callable[[], Any]) -> Tuple[str, Any]:
     """("ok", value) or ("corrupt", error) for a call on the victim; anything else fails the test."""
     try:
         return "ok", timed(what, fn)
-    except RecursionError as exc:
-        if not tolerate_recursion:
-            raise
-        return CODEC_RECURSION, exc
     except CorruptSnapshotError as exc:
         assert exc.thread_id in (VICTIM, None), f"{what}: {exc!r} names {exc.thread_id!r}"
         assert VICTIM in str(exc) or exc.thread_id is None, f"{what}: {exc}"
@@ -144,10 +136,10 @@ def check_listings(cp: SqliteCheckpointer, healthy: Dict[str, Tuple[int, int]]) 
     timed("iter_threads prefix", lambda: list(cp.iter_threads(prefix="vic")))
 
 
-def exercise(cp: SqliteCheckpointer, original: AgentStateSnapshot, *, cli: bool = False, tolerate_recursion: bool = False) -> str:
+def exercise(cp: SqliteCheckpointer, original: AgentStateSnapshot, *, cli: bool = False) -> str:
     """Every read path over the damaged victim, then repair it; returns the class of the load's outcome."""
     healthy = {t: (1, i + 1) for i, t in enumerate(HEALTHY)}
-    kind, loaded = _outcome("load", lambda: cp.load(VICTIM), tolerate_recursion=tolerate_recursion)
+    kind, loaded = _outcome("load", lambda: cp.load(VICTIM))
     if kind == "ok":
         kind = "missing" if loaded is None else ("loaded correctly" if loaded == original else "loaded other content")
     _outcome("exists", lambda: cp.exists(VICTIM))

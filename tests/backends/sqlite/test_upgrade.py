@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from pathlib import Path
@@ -11,12 +12,20 @@ import pytest
 
 from agents_persist import AgentMessage, AgentStateSnapshot, SqliteCheckpointer, TodoItem
 from agents_persist.backends.sqlite import store as sqlite_store
-from agents_persist.codec import chain_digest, encode_applied, encode_head, encode_messages
+from agents_persist.codec import encode_applied, encode_head, encode_messages
 from agents_persist.resources import read_text, sql_statements
 from agents_persist.writer import EMPTY_HEAD
 
 OLD_MIGRATIONS = ("0001_schema.sql", "0002_generations_and_keys.sql")
 PACKAGE = "agents_persist.backends.sqlite"
+
+
+def _old_release_digest(blobs: List[bytes]) -> bytes:
+    """The chained BLAKE2b the previous release stored (now an opaque token to the library)."""
+    digest = bytes(16)
+    for blob in blobs:
+        digest = hashlib.blake2b(digest + blob, digest_size=16).digest()
+    return digest
 
 
 def old_database(path: Path, threads: Dict[str, AgentStateSnapshot], **extra: dict) -> None:  # type: ignore[type-arg]
@@ -43,7 +52,7 @@ def old_database(path: Path, threads: Dict[str, AgentStateSnapshot], **extra: di
                 thread_id,
                 options["version"],
                 len(blobs),
-                chain_digest(bytes(16), blobs),
+                _old_release_digest(blobs),
                 encode_head(state),
                 now - i,
                 options["expires_at"],

@@ -13,6 +13,24 @@ UNION ALL
 SELECT 1, seq, n, data, NULL, NULL, NULL, NULL, NULL, NULL
     FROM agents_persist_messages WHERE thread_id = ?1
 
+-- name: load_range
+-- As load, but only the log rows holding positions lo .. hi - 1, where ?2 and ?3 are Python
+-- slice bounds (NULL: none; negative: from the end) resolved against the head's count in
+-- this same statement (one snapshot). The rows start at the one holding lo (an index seek).
+WITH h AS (SELECT message_count AS c FROM agents_persist_threads WHERE thread_id = ?1),
+b AS (
+    SELECT CASE WHEN ?2 IS NULL THEN 0 WHEN ?2 < 0 THEN max(c + ?2, 0) ELSE min(?2, c) END AS lo,
+           CASE WHEN ?3 IS NULL THEN c WHEN ?3 < 0 THEN max(c + ?3, 0) ELSE min(?3, c) END AS hi
+    FROM h
+)
+SELECT 0 AS part, NULL AS seq, version, message_count, digest, updated_at, expires_at, generation, applied, NULL
+    FROM agents_persist_threads WHERE thread_id = ?1
+UNION ALL
+SELECT 1, seq, n, data, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM agents_persist_messages, b
+    WHERE thread_id = ?1 AND b.lo < b.hi AND seq < b.hi
+      AND seq >= coalesce((SELECT max(seq) FROM agents_persist_messages WHERE thread_id = ?1 AND seq <= b.lo), 0)
+
 -- name: head
 SELECT version, message_count, digest, updated_at, expires_at, generation, applied
     FROM agents_persist_threads WHERE thread_id = ?
