@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from datetime import datetime
+from typing import Optional, Union
 
 from .errors import InvalidArgumentError
 from .models import AgentStateSnapshot
 from .paging import MAX_LIST_LIMIT
 
-__all__ = ["MAX_IDEMPOTENCY_KEY_LENGTH", "already_applied", "checked_result", "check_limit", "check_idempotency_key"]
+__all__ = [
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
+    "already_applied",
+    "checked_result",
+    "check_limit",
+    "check_idempotency_key",
+    "epoch_seconds",
+]
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
@@ -37,3 +45,14 @@ def check_idempotency_key(key: object) -> None:
     """None, or a non-empty str of at most 200 characters."""
     if key is not None and (type(key) is not str or not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH):
         raise InvalidArgumentError(f"idempotency_key must be a non-empty str of at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+
+
+def epoch_seconds(name: str, value: Union[datetime, float, int]) -> float:
+    """A point in time: a timezone-aware ``datetime``, or seconds since the epoch (int or float)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidArgumentError(f"{name} must be a timezone-aware datetime, not a naive one ({value!r})")
+        return value.timestamp()
+    if type(value) not in (int, float) or value != value:
+        raise InvalidArgumentError(f"{name} must be a timezone-aware datetime or epoch seconds, not {value!r}")
+    return float(value)

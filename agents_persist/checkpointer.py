@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from operator import attrgetter
 from types import TracebackType
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Type, TypeVar
 
 from . import codec, options, telemetry
-from .arguments import already_applied, check_idempotency_key, check_limit, checked_result
+from .arguments import already_applied, check_idempotency_key, check_limit, checked_result, epoch_seconds
 from .errors import CheckpointerClosedError, ConflictError, InvalidArgumentError, SerializationError
 from .ids import validate_thread_id
 from .models import AgentMessage, AgentStateSnapshot, Provenance, ThreadInfo, ThreadPage
@@ -395,6 +396,16 @@ class Checkpointer:
         """
         self._check_open()
         return self.store.purge(time.time())
+
+    @telemetry.traced("delete_inactive")
+    def delete_inactive(self, updated_before: "datetime | float", *, batch_size: int = 500) -> int:
+        """Delete every thread last saved before ``updated_before`` (an aware datetime or epoch seconds);
+        return how many. Runs in batches of ``batch_size`` threads, one short step each, so savers
+        never wait long (see the store's ``delete_inactive`` for what each backend guarantees).
+        """
+        self._check_open()
+        check_limit("batch_size", batch_size)
+        return self.store.delete_inactive(epoch_seconds("updated_before", updated_before), time.time(), batch_size)
 
     def close(self) -> None:
         """Release connections this checkpointer created; idempotent."""

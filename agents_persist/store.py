@@ -100,6 +100,26 @@ class Store(ABC):
     def purge(self, now: float) -> int:
         """Delete threads with ``expires_at <= now``; return how many."""
 
+    def delete_inactive(self, before: float, now: float, batch_size: int) -> int:
+        """Delete the unexpired threads last saved before ``before``, ``batch_size`` at a time; return how many.
+
+        This default walks :meth:`scan` page by page and deletes each old
+        thread with :meth:`delete`, so a save landing between a page's read
+        and that delete is deleted with it; stores override it with a delete
+        that checks ``updated_at`` in the same atomic step.
+        """
+        removed = 0
+        after: Optional[str] = None
+        while True:
+            page = self.scan(None, after, batch_size, now)
+            for info in page:
+                stamp = info.updated_at.timestamp() if info.updated_timestamp is None else info.updated_timestamp
+                if stamp < before and self.delete(info.thread_id):
+                    removed += 1
+            if len(page) < batch_size:
+                return removed
+            after = page[-1].thread_id
+
     def close(self) -> None:
         """Release what the store created (connections, clients, threads); never what it was given."""
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from typing import Any, Dict, NamedTuple, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import psycopg2
 from psycopg2 import sql
 
 from ...errors import ConfigurationError
 from ...resources import read_text
+from . import backfill
 from .classify import MISSING_OBJECT_ERRORS
 
 __all__ = [
@@ -46,17 +47,27 @@ MAX_TABLE_NAME_BYTES = MAX_IDENTIFIER_BYTES - len("_messages_pkey")
 
 
 class Migration(NamedTuple):
-    """One schema version: its number, the description recorded with it, and its file under ``sql/``."""
+    """One schema version: its number, the description recorded with it, and its file under ``sql/``.
+
+    A ``backfill`` migration changes data, not the schema: its file holds named
+    queries (``-- name:``) that :mod:`.backfill` runs in short batches, each its
+    own transaction, so it never locks the tables for long and a killed
+    process leaves progress that the next ``setup()`` continues from. It is
+    recorded once every row is done.
+    """
 
     version: int
     description: str
     filename: str
+    backfill: bool = False
 
 
 #: Applied in order, each recorded in the migrations table; never renumber or edit a released one.
 MIGRATIONS: Tuple[Migration, ...] = (
     Migration(1, "thread heads, message log, save/load/delete/purge functions", "0001_threads_log_functions.sql"),
     Migration(2, "generations and idempotency keys, save2/load2 functions", "0002_generations_and_keys.sql"),
+    Migration(3, "SQL interface: <table>_threads and <table>_messages views, mirror columns, save3", "0003_sql_interface.sql"),
+    Migration(4, "mirror the threads stored before migration 3", "0004_backfill_mirror.sql", backfill=True),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _NAME_MARK = "-- name:"
@@ -80,6 +91,8 @@ def _named_queries(text: str) -> Dict[str, str]:
 
 
 _QUERIES = _named_queries(_sql_file("queries.sql"))
+#: The named queries of the backfill migrations, by migration version.
+BACKFILL_QUERIES = {m.version: _named_queries(_sql_file(m.filename)) for m in MIGRATIONS if m.backfill}
 
 
 def _validate_identifier(name: object, what: str, max_bytes: int) -> str:
@@ -125,6 +138,12 @@ def object_names(schema: str, table: str) -> Dict[str, Any]:
         "schema": sql.Identifier(schema),
         "threads": qualified(table),
         "messages": qualified(f"{table}_messages"),
+        "log": qualified(f"{table}_log"),
+        "log_name": sql.Identifier(f"{table}_log"),
+        "threads_view": qualified(f"{table}_threads"),
+        "save3_fn": qualified(f"{table}_save3"),
+        "purge_batch_fn": qualified(f"{table}_purge_batch"),
+        "search_fn": qualified(f"{table}_search"),
         "migrations": qualified(f"{table}_migrations"),
         "save_fn": qualified(f"{table}_save"),
         "load_fn": qualified(f"{table}_load"),
@@ -159,11 +178,29 @@ def applied_version(cursor: Any, queries: Dict[str, str]) -> int:
 
 
 def migrate(cursor: Any, queries: Dict[str, str], names: Dict[str, Any], *, schema: str, table: str) -> int:
-    """Apply missing migrations in one transaction under the advisory lock; return the version now recorded.
+    """Apply missing migrations; return the version now recorded.
 
-    Many processes may run this at once on an empty database: the lock makes
-    them take turns, and each one after the first finds every version recorded.
+    Schema migrations run in one transaction under the advisory lock: many
+    processes may run this at once on an empty database, the lock makes them
+    take turns, and each one after the first finds every version recorded. A
+    backfill migration runs in batches of its own (see :class:`Migration`)
+    between two such transactions, and the second records it.
     """
+    applied = _apply_scripts(cursor, queries, names, schema=schema, table=table, finished=None)
+    while applied < SCHEMA_VERSION:
+        migration = MIGRATIONS[applied]  # versions are 1, 2, ...: this is version applied + 1
+        logger.info("running agents_persist backfill migration %d on %s.%s", migration.version, schema, table)
+        steps = {name: _render(text, names, cursor.connection) for name, text in BACKFILL_QUERIES[migration.version].items()}
+        backfill.run(cursor, steps)
+        applied = _apply_scripts(cursor, queries, names, schema=schema, table=table, finished=migration)
+    return applied
+
+
+def _apply_scripts(
+    cursor: Any, queries: Dict[str, str], names: Dict[str, Any], *, schema: str, table: str, finished: Optional[Migration]
+) -> int:
+    """One transaction under the advisory lock: record ``finished`` (a backfill just done) unless another
+    process did, then apply schema migrations up to the next backfill; return the version recorded."""
     conn = cursor.connection
     cursor.execute("BEGIN")
     try:
@@ -174,9 +211,12 @@ def migrate(cursor: Any, queries: Dict[str, str], names: Dict[str, Any], *, sche
         cursor.execute(queries["migrations_table"])
         cursor.execute(queries["migrated_version"])
         applied = int(cursor.fetchone()[0])
-        for migration in MIGRATIONS:
-            if migration.version <= applied:
-                continue
+        if finished is not None and applied == finished.version - 1:
+            cursor.execute(queries["record_migration"], (finished.version, finished.description))
+            applied = finished.version
+        for migration in MIGRATIONS[applied:]:
+            if migration.backfill:
+                break
             logger.info("applying agents_persist migration %d to %s.%s", migration.version, schema, table)
             cursor.execute(_render(_sql_file(migration.filename), names, conn))
             cursor.execute(queries["record_migration"], (migration.version, migration.description))

@@ -23,6 +23,7 @@ from ...store import Store
 from . import schema as _schema
 from .connection import Connections
 from .copy import applied_keys, encode_key, pack_log, parse_load
+from .mirror import head_docs, message_docs
 
 __all__ = ["PostgresStore", "CHUNK_BYTES", "MERGE_ROWS", "SEALED_TIER", "PURGE_BATCH"]
 
@@ -187,6 +188,7 @@ class PostgresStore(Store):
     def write(self, thread_id: str, write: PlannedWrite) -> Written:
         """Run the save function, which checks :func:`~agents_persist.planning.precondition`'s rule server-side."""
         seqs, counts, chunks = pack_log(write.messages, write.first_seq, CHUNK_BYTES)
+        todos, interrupt, metadata = head_docs(write.head, thread_id)
         params = (
             thread_id,
             write.expected_version,
@@ -196,9 +198,13 @@ class PostgresStore(Store):
             seqs,
             counts,
             chunks,
+            message_docs(chunks, counts),
             write.message_count,
             write.digest,
             write.head,
+            todos,
+            interrupt,
+            metadata,
             write.updated_at,
             write.expires_at,
             write.new_generation,
@@ -244,13 +250,25 @@ class PostgresStore(Store):
         return [thread_info(*row) for row in rows]
 
     def purge(self, now: float) -> int:
+        return self._purge("purge expired threads", now, None, PURGE_BATCH)
+
+    def delete_inactive(self, before: float, now: float, batch_size: int) -> int:
+        """Delete threads last saved before ``before`` in batches of ``batch_size``, one transaction each.
+
+        Each batch deletes heads and log rows in one statement, skipping heads
+        a save holds locked (``FOR UPDATE SKIP LOCKED``), so it never waits for
+        a saver and a saver waits for at most one batch.
+        """
+        return self._purge("delete inactive threads", now, before, batch_size)
+
+    def _purge(self, what: str, now: float, before: Optional[float], batch_size: int) -> int:
         total = 0
         while True:
-            with self._cursor("purge expired threads", writes=True) as cursor:
-                cursor.execute(self._query("purge"), (now, PURGE_BATCH))
+            with self._cursor(what, writes=True) as cursor:
+                cursor.execute(self._query("purge"), {"now": now, "before": before, "limit": batch_size})
                 removed = int(cursor.fetchone()[0])
             total += removed
-            if removed < PURGE_BATCH:
+            if removed < batch_size:
                 return total
 
 

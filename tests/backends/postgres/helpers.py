@@ -73,7 +73,7 @@ def log_rows(url: str, schema: str, thread_id: str) -> List[Tuple[int, int, int]
     with admin(url) as cursor:
         cursor.execute(
             sql.SQL("SELECT seq, n, tier FROM {} WHERE thread_id = %s ORDER BY seq").format(
-                table(schema, "agents_persist_messages")
+                table(schema, "agents_persist_log")
             ),
             (thread_id,),
         )

@@ -53,8 +53,8 @@ def test_hyphenated_and_schema_qualified_names_work_quoted(pg_url: str, schema: 
             (schema, fresh_schema, ["x-y%", "agents%"]),
         )
         tables = set(cursor.fetchall())
-    assert {(schema, "x-y"), (schema, "x-y_messages"), (schema, "x-y_migrations")} <= tables
-    assert {(fresh_schema, "agents"), (fresh_schema, "agents_messages"), (fresh_schema, "agents_migrations")} <= tables
+    assert {(schema, "x-y"), (schema, "x-y_log"), (schema, "x-y_migrations")} <= tables
+    assert {(fresh_schema, "agents"), (fresh_schema, "agents_log"), (fresh_schema, "agents_migrations")} <= tables
 
 
 def test_from_url_splits_library_options_from_libpq_parameters(pg_url: str, schema: str, prefix: str) -> None:

@@ -137,7 +137,7 @@ def test_statement_timeout_applies_to_loads_then_loads_work_again(pg_url: str, s
     conn = psycopg2.connect(pg_url, connect_timeout=5)
     try:
         with conn.cursor() as cursor:
-            cursor.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table(schema, "agents_persist_messages")))
+            cursor.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table(schema, "agents_persist_log")))
             started = time.monotonic()
             with pytest.raises(BackendUnavailableError, match="statement_timeout"):
                 checkpointer.load(tid)

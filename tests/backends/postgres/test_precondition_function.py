@@ -56,7 +56,7 @@ def store_thread(
     """A head row with ``stored`` = (version, count, digest), generation and ``applied``, and ``count`` one-message log rows."""
     version, count, digest = stored
     threads = table(cp.schema, cp.table_name)
-    messages = table(cp.schema, f"{cp.table_name}_messages")
+    messages = table(cp.schema, f"{cp.table_name}_log")
     with admin(url) as cursor:
         cursor.execute(
             sql.SQL(
@@ -105,7 +105,7 @@ def stored_state(cp: PostgresCheckpointer, url: str, thread_id: str) -> Tuple[An
             head = (version, count, bytes(digest), bytes(blob), generation, applied)
         cursor.execute(
             sql.SQL("SELECT coalesce(sum(n), 0) FROM {} WHERE thread_id = %s").format(
-                table(cp.schema, f"{cp.table_name}_messages")
+                table(cp.schema, f"{cp.table_name}_log")
             ),
             (thread_id,),
         )
@@ -122,7 +122,7 @@ def thread_id(cp: PostgresCheckpointer, pg_url: str, prefix: str) -> Iterator[st
         yield tid
     finally:
         with admin(pg_url) as cursor:
-            for name in (cp.table_name, f"{cp.table_name}_messages"):
+            for name in (cp.table_name, f"{cp.table_name}_log"):
                 cursor.execute(sql.SQL("DELETE FROM {} WHERE thread_id = %s").format(table(cp.schema, name)), (tid,))
 
 

@@ -23,7 +23,7 @@ def test_append_inserts_one_log_row_and_rewrite_replaces_the_log(cp: PostgresChe
     cp.save(tid, state)
     state.messages += [AgentMessage.assistant("d"), AgentMessage.user("e")]
     cp.save(tid, state)
-    log = sql.SQL("SELECT seq, n FROM {} WHERE thread_id = %s ORDER BY seq").format(table(cp.schema, "agents_persist_messages"))
+    log = sql.SQL("SELECT seq, n FROM {} WHERE thread_id = %s ORDER BY seq").format(table(cp.schema, "agents_persist_log"))
     with admin(pg_url) as cursor:
         cursor.execute(log, (tid,))
         assert cursor.fetchall() == [(0, 3), (3, 2)]
@@ -50,7 +50,7 @@ def test_log_column_uses_lz4_where_the_server_has_it(cp: PostgresCheckpointer, p
     compression = scalar(
         pg_url,
         "SELECT attcompression FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'data'",
-        (f'"{cp.schema}"."agents_persist_messages"',),
+        (f'"{cp.schema}"."agents_persist_log"',),
     )
     assert compression == ("l" if has_lz4 else "")
 
@@ -72,7 +72,7 @@ def test_large_rewrite_is_split_into_bounded_log_rows(
     with admin(pg_url) as cursor:
         cursor.execute(
             sql.SQL("SELECT seq, n FROM {} WHERE thread_id = %s ORDER BY seq").format(
-                table(cp.schema, "agents_persist_messages")
+                table(cp.schema, "agents_persist_log")
             ),
             (tid,),
         )
@@ -93,7 +93,7 @@ def test_log_rows_are_bytea_holding_the_encoded_messages_concatenated(
     with admin(pg_url) as cursor:
         cursor.execute(
             sql.SQL("SELECT pg_typeof(data)::text, data FROM {} WHERE thread_id = %s").format(
-                table(cp.schema, "agents_persist_messages")
+                table(cp.schema, "agents_persist_log")
             ),
             (tid,),
         )
@@ -214,7 +214,7 @@ def test_corrupt_log_raises_corrupt_snapshot_naming_the_thread(cp: PostgresCheck
     with admin(pg_url) as cursor:
         cursor.execute(
             sql.SQL("UPDATE {} SET data = substring(data FROM 1 FOR 5) WHERE thread_id = %s").format(
-                table(cp.schema, "agents_persist_messages")
+                table(cp.schema, "agents_persist_log")
             ),
             (tid,),
         )
@@ -248,7 +248,7 @@ def test_purge_expired_deletes_heads_and_logs_in_batches(
         time.sleep(0.3)
         assert short.purge_expired() >= 11
         with admin(pg_url) as cursor:
-            for name in ("agents_persist", "agents_persist_messages"):
+            for name in ("agents_persist", "agents_persist_log"):
                 cursor.execute(
                     sql.SQL("SELECT count(*) FROM {} WHERE thread_id LIKE %s").format(table(cp.schema, name)),
                     (f"{prefix}old%",),

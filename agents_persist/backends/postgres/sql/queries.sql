@@ -4,7 +4,8 @@
 
 -- name: save
 SELECT o_status, o_version, o_generation
-    FROM {save2_fn}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    FROM {save3_fn}(%s, %s, %s, %s, %s, %s, %s, %s, %s::json[], %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb,
+                    %s, %s, %s, %s, %s, %s, %s, %s)
 
 -- name: load
 COPY (SELECT * FROM {load2_fn}(%s, %s)) TO STDOUT (FORMAT binary)
@@ -20,7 +21,9 @@ SELECT version, message_count, digest, updated_at, expires_at, generation, appli
 SELECT {delete_fn}(%s, %s)
 
 -- name: purge
-SELECT {purge_fn}(%s, %s)
+-- One batch of at most %(limit)s threads (expired ones if %(before)s is NULL, else those last
+-- saved before it), each batch its own short transaction.
+SELECT {purge_batch_fn}(%(now)s, %(before)s, %(limit)s)
 
 -- name: list
 -- psycopg2 sends parameters as literals, so the planner folds away the unused
