@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import AgentsPersistError
 from ..urls import DEFAULT_URL, ENV_URL
 from ._common import BROKEN_PIPE, FAILED, NOT_FOUND, PROG, USAGE, CliError, complain, default_url, describe, exit_code_for
-from .commands import cmd_delete, cmd_list, cmd_purge_expired, cmd_show, cmd_stats
+from .commands import cmd_delete, cmd_delete_inactive, cmd_list, cmd_purge_expired, cmd_show, cmd_stats, cutoff, duration
 from .demo import cmd_demo, cmd_demo_resume
 from .doctor import cmd_doctor
 from .transfer import cmd_copy, cmd_export, cmd_import
@@ -81,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     copy.add_argument("--prefix", help="only thread IDs starting with this")
     copy.add_argument("--force", action="store_true", help="overwrite threads that exist with other content")
     command("purge-expired", "delete expired threads now", cmd_purge_expired)
+    inactive = command("delete-inactive", "delete threads not saved since a time, in batches", cmd_delete_inactive)
+    since = inactive.add_mutually_exclusive_group(required=True)
+    since.add_argument("--before", type=cutoff, metavar="TIME", help="ISO 8601 time with a UTC offset, e.g. 2025-01-31T00:00:00Z")
+    since.add_argument("--older-than", type=duration, metavar="AGE", help="not saved for this long: 90d, 12h, 30m, 3600s, 2w")
+    inactive.add_argument("--batch-size", type=_limit, default=500, help="threads per batch, 1 to 10000 (default: 500)")
     stats = command("stats", "thread count, total messages, oldest and newest update", cmd_stats)
     stats.add_argument("--prefix", help="only thread IDs starting with this")
     doctor = command("doctor", "check a store: connectivity, permissions, a timed save/load/delete", cmd_doctor)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Optional
 
 import msgspec
@@ -12,7 +12,9 @@ import msgspec
 from ._common import NOT_FOUND, CliError, open_store, say
 from .demo import print_state
 
-__all__ = ["cmd_delete", "cmd_list", "cmd_purge_expired", "cmd_show", "cmd_stats"]
+__all__ = ["cmd_delete", "cmd_delete_inactive", "cmd_list", "cmd_purge_expired", "cmd_show", "cmd_stats", "cutoff", "duration"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -58,6 +60,34 @@ def cmd_purge_expired(args: argparse.Namespace) -> int:
     with open_store(args.url, read_only=True) as checkpointer:
         removed = checkpointer.purge_expired()
     say(f"purged {removed} expired thread{'s' if removed != 1 else ''}")
+    return 0
+
+
+def duration(text: str) -> timedelta:
+    """``--older-than``: a whole number and a unit, ``90d``, ``12h``, ``30m``, ``3600s``, ``2w``."""
+    unit = _UNITS.get(text[-1:])
+    if unit is None or not text[:-1].isdigit():
+        raise argparse.ArgumentTypeError(f"not a duration such as 90d, 12h, 30m or 3600s: {text!r}")
+    return timedelta(seconds=int(text[:-1]) * unit)
+
+
+def cutoff(text: str) -> datetime:
+    """``--before``: an ISO 8601 time with a UTC offset (``2025-01-31T00:00:00+00:00``, ``...Z``)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time with a UTC offset (e.g. 2025-01-31T00:00:00Z): {text!r}")
+    return moment
+
+
+def cmd_delete_inactive(args: argparse.Namespace) -> int:
+    """Delete threads not saved since a time (``--before``) or for a while (``--older-than``), in batches."""
+    before: datetime = args.before if args.before is not None else datetime.now(timezone.utc) - args.older_than
+    with open_store(args.url, read_only=True) as checkpointer:
+        removed = checkpointer.delete_inactive(before, batch_size=args.batch_size)
+    say(f"deleted {removed} thread{'s' if removed != 1 else ''} not saved since {before.isoformat()}")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,23 @@ def test_copy_without_tqdm_has_no_bar_but_the_same_counts(
     assert main(["copy", "--from", f"sqlite:///{tmp_path / 'a.db'}", "--to", f"sqlite:///{tmp_path / 'b.db'}"]) == 0
     captured = capsys.readouterr()
     assert "copied 5, already identical 0, conflicts 0" in captured.out and captured.err == ""
+
+
+def test_delete_inactive(tmp_path: Path) -> None:
+    path = tmp_path / "i.db"
+    with SqliteCheckpointer(str(path)) as cp:
+        seed(cp, "old-", 3)
+        time.sleep(0.05)
+        middle = datetime.now(timezone.utc)
+        time.sleep(0.05)
+        seed(cp, "new-", 2)
+    url = f"sqlite:///{path}"
+    result = run_cli("--url", url, "delete-inactive", "--before", middle.isoformat(), "--batch-size", "2", cwd=tmp_path)
+    assert result.returncode == 0 and f"deleted 3 threads not saved since {middle.isoformat()}" in result.stdout, result.stderr
+    assert run_cli("--url", url, "delete-inactive", "--older-than", "1d", cwd=tmp_path).stdout.startswith("deleted 0 threads")
+    with SqliteCheckpointer(str(path)) as cp:
+        assert sorted(info.thread_id for info in cp.iter_threads()) == ["new-00000", "new-00001"]
+    for bad in (["--older-than", "3 days"], ["--before", "2025-01-01T00:00:00"], [], ["--batch-size", "0", "--older-than", "1d"]):
+        failed = run_cli("--url", url, "delete-inactive", *bad, cwd=tmp_path)
+        assert failed.returncode == 2 and failed.stderr.count("\n") == 1, (bad, failed.stderr)
+    assert run_cli("--url", url, "delete-inactive", "--older-than", "0s", cwd=tmp_path).stdout.startswith("deleted 2 threads")

@@ -14,6 +14,7 @@ from agents_persist import (
     CheckpointerClosedError,
     ConflictError,
     HitlInterrupt,
+    InvalidArgumentError,
     InvalidThreadIdError,
     SerializationError,
     TodoItem,
@@ -419,3 +420,19 @@ def test_context_manager_closes(backend_spec: BackendSpec) -> None:
     with backend_spec.build() as cp:
         assert not cp.closed
     assert cp.closed
+
+
+def test_delete_inactive_deletes_threads_not_saved_since_the_cutoff(checkpointer: Checkpointer, prefix: str) -> None:
+    for name in ("old-a", "old-b"):
+        checkpointer.save(prefix + name, AgentStateSnapshot(messages=[AgentMessage.user(name)]))
+    time.sleep(0.02)
+    cutoff = datetime.now(timezone.utc)
+    time.sleep(0.02)
+    checkpointer.save(prefix + "new", AgentStateSnapshot(messages=[AgentMessage.user("new")]))
+    assert checkpointer.delete_inactive(cutoff, batch_size=1) >= 2
+    assert not checkpointer.exists(prefix + "old-a") and not checkpointer.exists(prefix + "old-b")
+    assert checkpointer.load(prefix + "new") is not None
+    with pytest.raises(InvalidArgumentError):
+        checkpointer.delete_inactive(datetime(2020, 1, 1))
+    with pytest.raises(InvalidArgumentError):
+        checkpointer.delete_inactive(cutoff, batch_size=0)
