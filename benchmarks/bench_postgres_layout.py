@@ -83,8 +83,7 @@ MIRROR_INSERT = (
 )
 CANDIDATE_SAVES = {
     "bytea chunk (today)": "INSERT INTO {s}.log VALUES (%(t)s, %(first)s, %(n)s, %(b)s, NULL);",
-    "bytea chunk + jsonb row per message": "INSERT INTO {s}.log VALUES (%(t)s, %(first)s, %(n)s, %(b)s, NULL);"
-    + MIRROR_INSERT,
+    "bytea chunk + jsonb row per message": "INSERT INTO {s}.log VALUES (%(t)s, %(first)s, %(n)s, %(b)s, NULL);" + MIRROR_INSERT,
     "bytea chunk + json array per chunk": "INSERT INTO {s}.log VALUES (%(t)s, %(first)s, %(n)s, %(b)s, %(j)s::json);",
     "json text row per message only": "INSERT INTO {s}.jrows SELECT %(t)s, %(first)s + o - 1, e"
     " FROM json_array_elements(%(j)s::json) WITH ORDINALITY AS x(e, o);",
@@ -145,8 +144,12 @@ def candidates(repeats: int) -> None:
         def load_bytea() -> None:
             out = io.BytesIO()
             cur.copy_expert(
-                cur.mogrify(f"COPY (SELECT data FROM {schema}.log WHERE thread_id = %s ORDER BY seq) TO STDOUT (FORMAT binary)",
-                            ("load:bytea chunk (today)",)).decode(), out)
+                cur.mogrify(
+                    f"COPY (SELECT data FROM {schema}.log WHERE thread_id = %s ORDER BY seq) TO STDOUT (FORMAT binary)",
+                    ("load:bytea chunk (today)",),
+                ).decode(),
+                out,
+            )
             raw = out.getvalue()
             decode_message_stream(raw[25:-2], 1150)
 
@@ -169,8 +172,10 @@ def candidates(repeats: int) -> None:
         for _ in range(repeats):
             for label, fn in loads.items():
                 load_samples[label] += _timed(fn, 1)
-        cur.execute(f"SELECT pg_total_relation_size('{schema}.log'), pg_total_relation_size('{schema}.mirror'),"
-                    f" pg_total_relation_size('{schema}.jrows'), pg_total_relation_size('{schema}.jbrows')")
+        cur.execute(
+            f"SELECT pg_total_relation_size('{schema}.log'), pg_total_relation_size('{schema}.mirror'),"
+            f" pg_total_relation_size('{schema}.jrows'), pg_total_relation_size('{schema}.jbrows')"
+        )
         sizes = cur.fetchone()
         print(f"layout candidates, PostgreSQL 15, {repeats} samples each (median µs)")
         print(f"{'layout':<40} {'save 50 new':>12} {'append +2':>10} {'load 1150':>10}")

@@ -56,8 +56,11 @@ def _conversations() -> Dict[str, AgentStateSnapshot]:
             metadata={"customer_id": "cust-42", "channel": "chat"},
         ),
         "cust-7/sales": AgentStateSnapshot(
-            messages=[AgentMessage.user("Do you ship to Zürich?"), AgentMessage.assistant("Yes, in 3 days."),
-                      AgentMessage.user("Great, thanks")],
+            messages=[
+                AgentMessage.user("Do you ship to Zürich?"),
+                AgentMessage.assistant("Yes, in 3 days."),
+                AgentMessage.user("Great, thanks"),
+            ],
             metadata={"customer_id": "cust-7"},
         ),
         "cust-9/archived": AgentStateSnapshot(
@@ -209,16 +212,29 @@ def test_the_views_show_each_message_and_the_head_in_full(store: Dict[str, Any])
         )
         assert [tuple(row) for row in cursor.fetchall()] == [
             (0, "user", "I want a refund for order 1001", None, [], None, None, {}),
-            (1, "assistant", None, None, [{"id": "call_1", "name": "issue_refund", "arguments": {"order": 1001, "amount": 25.5}}],
-             None, None, {}),
+            (
+                1,
+                "assistant",
+                None,
+                None,
+                [{"id": "call_1", "name": "issue_refund", "arguments": {"order": 1001, "amount": 25.5}}],
+                None,
+                None,
+                {},
+            ),
             (2, "tool", None, {"status": "refunded", "amount": 25.5}, [], "call_1", None, {}),
             (3, "assistant", "Your refund of 25.50 is on its way.", None, [], None, None, {}),
         ]
-        cursor.execute("SELECT version, todos, metadata, created_at <= updated_at, expires_at FROM agents_persist_threads"
-                       " WHERE thread_id = 'cust-42/support'")
+        cursor.execute(
+            "SELECT version, todos, metadata, created_at <= updated_at, expires_at FROM agents_persist_threads"
+            " WHERE thread_id = 'cust-42/support'"
+        )
         assert cursor.fetchone() == (
-            1, [{"content": "confirm the refund by email", "status": "in_progress", "id": None}],
-            {"customer_id": "cust-42", "channel": "chat"}, True, None,
+            1,
+            [{"content": "confirm the refund by email", "status": "in_progress", "id": None}],
+            {"customer_id": "cust-42", "channel": "chat"},
+            True,
+            None,
         )
 
 
@@ -250,8 +266,14 @@ def test_the_analyst_role_runs_every_example_and_cannot_write(store: Dict[str, A
             ):
                 with pytest.raises(psycopg2.Error) as raised:
                     cursor.execute(statement)
-                assert isinstance(raised.value, (psycopg2.errors.InsufficientPrivilege, psycopg2.errors.ObjectNotInPrerequisiteState,
-                                                 psycopg2.errors.FeatureNotSupported)), (statement, raised.value)
+                assert isinstance(
+                    raised.value,
+                    (
+                        psycopg2.errors.InsufficientPrivilege,
+                        psycopg2.errors.ObjectNotInPrerequisiteState,
+                        psycopg2.errors.FeatureNotSupported,
+                    ),
+                ), (statement, raised.value)
         with analyst_cursor(store["url"], store["schema"]) as cursor:
             assert run(cursor, "by_message_count")[0] == ("cust-42/support", 4)
     finally:
@@ -262,7 +284,10 @@ def test_the_analyst_role_runs_every_example_and_cannot_write(store: Dict[str, A
 # ---------------------------------------------------------------------------------------------- fidelity
 
 _json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False, allow_infinity=False),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
 )
 _json = st.recursive(
