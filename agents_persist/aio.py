@@ -212,6 +212,10 @@ class AsyncCheckpointer:
         """Async :meth:`Checkpointer.purge_expired`."""
         return await self._run(self.checkpointer.purge_expired)
 
+    async def delete_inactive(self, updated_before: Any, *, batch_size: int = 500) -> int:
+        """Async :meth:`Checkpointer.delete_inactive`."""
+        return await self._run(self.checkpointer.delete_inactive, updated_before, batch_size=batch_size)
+
     async def iter_threads(self, prefix: Optional[str] = None, *, page_size: int = 100) -> AsyncIterator[ThreadInfo]:
         """Async :meth:`Checkpointer.iter_threads`: ``async for info in acp.iter_threads()``."""
         walk = self.checkpointer.iter_threads(prefix, page_size=page_size)

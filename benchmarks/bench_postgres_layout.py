@@ -24,8 +24,10 @@ measured in the same worker, and the table shows the medians of each side.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -189,6 +191,158 @@ def candidates(repeats: int) -> None:
         server.cleanup()
 
 
+# ---------------------------------------------------------------------------------------------- before/after
+
+MANY_THREADS, MANY_IDS = 2, 100  # per round: 2 worker threads x 100 thread IDs (save 50 new messages, then load)
+LOAD_REPEATS, SAVE_REPEATS = 9, 9
+
+
+def _worker(url: str) -> None:
+    """One side of ``compare``: answers each line on stdin with one JSON line of samples (seconds)."""
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks.harness, after the checkout
+    import threading
+
+    import msgspec
+    import psycopg2
+
+    from agents_persist import AgentStateSnapshot, PostgresCheckpointer
+    from agents_persist.codec import decode_messages, encode_messages
+    from benchmarks.harness import make_messages, snapshot_of
+
+    schema = f"ap_bench_{uuid.uuid4().hex[:10]}"
+    cp = PostgresCheckpointer(url, schema=schema, max_connections=MANY_THREADS + 1, min_connections=MANY_THREADS + 1)
+    cp.setup()
+    raws = [psycopg2.connect(url) for _ in range(MANY_THREADS + 1)]
+    for conn in raws:
+        conn.autocommit = True
+    cur = raws[0].cursor()
+    cur.execute(f"CREATE TABLE {schema}.raw (id text PRIMARY KEY, data bytea NOT NULL)")
+    upsert = f"INSERT INTO {schema}.raw VALUES (%s, %s) ON CONFLICT (id) DO UPDATE SET data = excluded.data"
+    select = f"SELECT data FROM {schema}.raw WHERE id = %s"
+    snapshot_decoder = msgspec.msgpack.Decoder(AgentStateSnapshot)
+    blob_list = msgspec.msgpack.Decoder(List[bytes])
+    fifty = snapshot_of(make_messages(50))
+    big, small = snapshot_of(make_messages(1150)), make_messages(1000)
+    cp.save("load-1150", big)
+    cp.save("load-1000", snapshot_of(small))
+    cur.execute(upsert, ("snapshot-1150", msgspec.msgpack.encode(big)))
+    cur.execute(upsert, ("blob-1000", msgspec.msgpack.encode(encode_messages(small))))
+    rounds = [0]
+
+    def many(library: bool) -> float:
+        rounds[0] += 1
+
+        def work(n: int) -> None:
+            raw = raws[n + 1].cursor()
+            for i in range(MANY_IDS):
+                tid = f"many-{rounds[0]}-{n}-{i}"
+                if library:
+                    cp.save(tid, snapshot_of(fifty.messages))
+                    cp.load(tid)
+                else:
+                    raw.execute(upsert, (tid, msgspec.msgpack.encode(snapshot_of(fifty.messages))))
+                    raw.execute(select, (tid,))
+                    snapshot_decoder.decode(raw.fetchone()[0])
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(MANY_THREADS)]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return MANY_THREADS * MANY_IDS / (time.perf_counter() - start)
+
+    def raw_load(key: str, decode: Callable[[bytes], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            cur.execute(select, (key,))
+            return decode(cur.fetchone()[0])
+
+        return run
+
+    def save_onto(size: int) -> float:
+        rounds[0] += 1
+        tid = f"grow-{size}-{rounds[0]}"
+        state = snapshot_of(make_messages(size))
+        cp.save(tid, state)
+        state.messages.extend(make_messages(2, size))
+        start = time.perf_counter()
+        cp.save(tid, state)
+        elapsed = time.perf_counter() - start
+        cp.delete(tid)
+        return elapsed
+
+    try:
+        for _ in sys.stdin:
+            out: Dict[str, List[float]] = {
+                "many_library": [many(True)],
+                "many_raw": [many(False)],
+                "load1150_library": _timed(lambda: cp.load("load-1150"), LOAD_REPEATS),
+                "load1150_raw": _timed(raw_load("snapshot-1150", snapshot_decoder.decode), LOAD_REPEATS),
+                "load1000_library": _timed(lambda: cp.load("load-1000"), LOAD_REPEATS),
+                "load1000_raw": _timed(raw_load("blob-1000", lambda b: decode_messages(blob_list.decode(b))), LOAD_REPEATS),
+                "save10": [save_onto(10) for _ in range(SAVE_REPEATS)],
+                "save1000": [save_onto(1000) for _ in range(SAVE_REPEATS)],
+            }
+            print(json.dumps(out), flush=True)
+    finally:
+        cp.close()
+        cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        for conn in raws:
+            conn.close()
+
+
+def compare(before: str, after: str, rounds: int) -> None:
+    """Alternate the two checkouts round by round on one server; print medians and ratios per side."""
+    server = _server()
+    me = os.path.abspath(__file__)
+    sides = {"before": before, "after": after}
+    workers = {
+        side: subprocess.Popen(
+            [sys.executable, me, "worker", "--url", server.url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.path.abspath(path)},
+        )
+        for side, path in sides.items()
+    }
+    samples: Dict[str, Dict[str, List[float]]] = {side: {} for side in sides}
+    try:
+        for round_ in range(rounds):
+            order = list(sides) if round_ % 2 == 0 else list(reversed(list(sides)))
+            for side in order:
+                worker = workers[side]
+                assert worker.stdin is not None and worker.stdout is not None
+                worker.stdin.write("round\n")
+                worker.stdin.flush()
+                for key, values in json.loads(worker.stdout.readline()).items():
+                    samples[side].setdefault(key, []).extend(values)
+    finally:
+        for worker in workers.values():
+            if worker.stdin is not None:
+                worker.stdin.close()
+            worker.wait(60)
+        server.cleanup()
+
+    def med(side: str, key: str) -> float:
+        return statistics.median(samples[side][key])
+
+    rows = [
+        ("many threads: library / raw ops/s", "many_library", "many_raw", "≥ 0.8", True),
+        ("load 1,150: library / raw snapshot SELECT + decode", "load1150_library", "load1150_raw", "≤ 1.0", False),
+        ("load 1,000: library / raw one bytea + decode", "load1000_library", "load1000_raw", "≤ 0.75", False),
+        ("save +2 at 1,000 / at 10 messages", "save1000", "save10", "≤ 1.3", False),
+    ]
+    print(f"PostgreSQL 15, before = {before}, after = {after}; {rounds} interleaved rounds")
+    print(f"{'row':<52} {'goal':>7} {'before':>8} {'after':>8}   medians (before | after)")
+    for label, top, bottom, goal, per_second in rows:
+        unit = "ops/s" if per_second else "µs"
+        scale = 1.0 if per_second else 1e6
+        ratios = [med(side, top) / med(side, bottom) for side in sides]
+        detail = " | ".join(f"{med(side, top) * scale:.0f} / {med(side, bottom) * scale:.0f} {unit}" for side in sides)
+        print(f"{label:<52} {goal:>7} {ratios[0]:8.2f} {ratios[1]:8.2f}   {detail}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("mode", choices=["candidates", "compare", "worker"])
@@ -200,6 +354,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.mode == "candidates":
         candidates(args.repeats)
+    elif args.mode == "compare":
+        if not (args.before and args.after):
+            parser.error("compare needs --before DIR and --after DIR (checkouts of agents_persist)")
+        compare(args.before, args.after, args.rounds)
+    else:
+        _worker(args.url)
     return 0
 
 

@@ -23,6 +23,7 @@ PUBLIC_METHODS = [
     "transaction",
     "update",
     "purge_expired",
+    "delete_inactive",
     "close",
 ]
 

@@ -242,6 +242,17 @@ def _old_threads(count: int) -> Dict[str, List[AgentStateSnapshot]]:
     return threads
 
 
+def _v2_store_with_threads(
+    url: str, schema: str, monkeypatch: pytest.MonkeyPatch, count: int
+) -> Dict[str, List[AgentStateSnapshot]]:
+    """A store of the previous release holding ``count`` threads saved by it; returns their turns."""
+    _v2_store(url, schema, monkeypatch)
+    threads = _old_threads(count)
+    for thread_id, turns in threads.items():
+        _v2_save(url, schema, thread_id, turns)
+    return threads
+
+
 def _assert_upgraded(url: str, schema: str, cp: PostgresCheckpointer, threads: Dict[str, List[AgentStateSnapshot]]) -> None:
     for thread_id, turns in threads.items():
         loaded = cp.load(thread_id)
@@ -270,10 +281,7 @@ def _assert_upgraded(url: str, schema: str, cp: PostgresCheckpointer, threads: D
 def test_a_version_2_store_is_upgraded_in_place_every_thread_loads_identically_and_is_queryable(
     pg_url: str, fresh_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _v2_store(pg_url, fresh_schema, monkeypatch)
-    threads = _old_threads(12)
-    for thread_id, turns in threads.items():
-        _v2_save(pg_url, fresh_schema, thread_id, turns)
+    threads = _v2_store_with_threads(pg_url, fresh_schema, monkeypatch, 12)
     with PostgresCheckpointer(pg_url, schema=fresh_schema) as new:
         _assert_upgraded(pg_url, fresh_schema, new, threads)
         # A process of the previous release saves on: correct, and shown as not mirrored until this release saves.
@@ -326,10 +334,7 @@ def _mirrored(url: str, schema: str) -> int:
 def test_an_upgrade_killed_mid_backfill_resumes_where_it_stopped(
     pg_url: str, fresh_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _v2_store(pg_url, fresh_schema, monkeypatch)
-    threads = _old_threads(30)
-    for thread_id, turns in threads.items():
-        _v2_save(pg_url, fresh_schema, thread_id, turns)
+    threads = _v2_store_with_threads(pg_url, fresh_schema, monkeypatch, 30)
     child = subprocess.Popen([sys.executable, "-c", _KILLABLE_SETUP, pg_url, fresh_schema], stdout=subprocess.PIPE)
     try:
         wait_for(lambda: _mirrored(pg_url, fresh_schema) >= 6, timeout=60, what="a few backfill batches")
@@ -348,10 +353,7 @@ def test_an_upgrade_killed_mid_backfill_resumes_where_it_stopped(
 def test_an_upgrade_killed_inside_the_schema_migration_leaves_version_2_and_runs_again(
     pg_url: str, fresh_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _v2_store(pg_url, fresh_schema, monkeypatch)
-    threads = _old_threads(4)
-    for thread_id, turns in threads.items():
-        _v2_save(pg_url, fresh_schema, thread_id, turns)
+    threads = _v2_store_with_threads(pg_url, fresh_schema, monkeypatch, 4)
     app = f"ap-kill-{os.getpid()}"
     blocker = psycopg2.connect(pg_url)
     try:
