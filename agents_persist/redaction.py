@@ -7,7 +7,7 @@ Three layers, used by every backend:
   ``ssl_password``, ``aws_secret_access_key``, ``aws_session_token``, and any
   name with ``password``, ``passwd``, ``secret``, ``token``, ``credential``,
   ``api_key``, ``access_key`` (not ``access_key_id``) or ``private_key`` in
-  it). :func:`redact_url` and :func:`redact_params` replace such values, and
+  it). :func:`~agents_persist.redact_url` and :func:`redact_params` replace such values, and
   the password of a URL's user info, by ``***``; :func:`hidden_value`
   describes a refused value without showing it.
 * **By value.** A backend built with credentials :func:`remember`\\ s their
@@ -52,6 +52,7 @@ __all__ = [
     "install_log_filter",
 ]
 
+#: What a hidden credential is shown as.
 MASK = "***"
 #: Remembered secrets shorter than this are not searched for in free text.
 MIN_SCRUBBED_LENGTH = 4
