@@ -18,7 +18,17 @@ from typing import Any, Dict, Iterator, List, Optional
 from ...errors import ConfigurationError
 from ...models import ThreadInfo
 from ...paging import Position, thread_info
-from ...planning import MAX_APPLIED_KEYS, PlannedWrite, PrefixMismatch, StoredHead, StoredThread, Written, conflict_error
+from ...planning import (
+    MAX_APPLIED_KEYS,
+    PlannedWrite,
+    PrefixMismatch,
+    StoredHead,
+    StoredSlice,
+    StoredThread,
+    Written,
+    conflict_error,
+)
+from ...slices import clamp_bound, sliced
 from ...store import Store
 from . import schema as _schema
 from .connection import Connections
@@ -168,6 +178,17 @@ class PostgresStore(Store):
         return StoredThread(
             h.version, h.head, messages, h.message_count, h.digest, h.updated_at, h.expires_at, h.generation, h.applied
         )
+
+    def read_messages(self, thread_id: str, start: Optional[int], stop: Optional[int]) -> Optional[StoredSlice]:
+        params = {"thread_id": thread_id, "now": time.time(), "start": clamp_bound(start), "stop": clamp_bound(stop)}
+        with self._cursor("read messages of a thread") as cursor:
+            cursor.execute(self._query("load_range"), params)
+            found = cursor.fetchall()
+        if not found or found[0][0] != 0:
+            return None
+        _, version, count, expires_at, *_ = found[0]
+        chunks = [row[4:7] for row in found[1:]]
+        return sliced(int(version), int(count), expires_at, start, stop, chunks, thread_id)
 
     def read_head(self, thread_id: str) -> Optional[StoredHead]:
         with self._cursor("read a thread's head") as cursor:

@@ -131,32 +131,6 @@ def log(rows: Iterable[Sequence[Any]], message_count: int, thread_id: str) -> by
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def log_range(rows: Sequence[Sequence[Any]], lo: int, hi: int, message_count: int, thread_id: str) -> Tuple[int, int, bytes]:
-    """``(first, count, data)``: log rows ``(seq, n, data)`` in position order that cover positions ``lo .. hi - 1``.
-
-    The rows must be contiguous, start at or before ``lo`` and reach ``hi``,
-    within the head's ``message_count``; checked before anything is joined.
-    """
-    if not rows:
-        raise corrupt(thread_id, "message log", f"no row holds positions {lo} to {hi - 1}")
-    first = rows[0][0]
-    if type(first) is not int or not 0 <= first <= lo:
-        raise corrupt(thread_id, "message log", f"a row at {_what(first)} where one holding position {lo} belongs")
-    parts: List[bytes] = []
-    expected = first
-    for seq, n, data in rows:
-        if seq != expected or type(seq) is not int:
-            raise corrupt(thread_id, "message log", f"a row at {_what(seq)} where position {expected} belongs")
-        n = integer(n, thread_id, f"message log row at {seq}: its count", 1, message_count - expected)
-        if type(data) is not bytes or len(data) < MIN_MESSAGE_BYTES * n:
-            raise corrupt(thread_id, f"message log row at {seq}", f"{_what(data)} cannot hold {n} messages")
-        parts.append(data)
-        expected += n
-    if expected < hi:
-        raise corrupt(thread_id, "message log", f"its rows end at position {expected}, before {hi}")
-    return first, expected - first, parts[0] if len(parts) == 1 else b"".join(parts)
-
-
 _LATEST = datetime.max.replace(tzinfo=timezone.utc)
 _EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 

@@ -39,6 +39,7 @@ from ...planning import (
 )
 from ...resources import read_text, sql_statements
 from ...runtime.pool import ConnectionPool
+from ...slices import clamp_bound, sliced
 from ...store import Store
 from . import rows
 from .gate import ForkGate
@@ -187,15 +188,12 @@ class SqliteStore(Store):
         return first, h, found[1:]
 
     def read_messages(self, thread_id: str, start: Optional[int], stop: Optional[int]) -> Optional[StoredSlice]:
-        read = self._head_and_log("load_range", (thread_id, start, stop), thread_id)
+        read = self._head_and_log("load_range", (thread_id, clamp_bound(start), clamp_bound(stop)), thread_id)
         if read is None or is_expired(read[1].expires_at):
             return None
         _, h, log_rows = read
-        lo, hi = planning.resolve_slice(start, stop, h.message_count)
-        if lo == hi:
-            return StoredSlice(h.version, h.message_count, lo, hi, lo, b"", 0, h.expires_at)
-        first, count, data = rows.log_range([row[1:4] for row in log_rows], lo, hi, h.message_count, thread_id)
-        return StoredSlice(h.version, h.message_count, lo, hi, first, data, count, h.expires_at)
+        chunks = [row[1:4] for row in log_rows]
+        return sliced(h.version, h.message_count, h.expires_at, start, stop, chunks, thread_id)
 
     def read(self, thread_id: str) -> Optional[StoredThread]:
         read = self._head_and_log("load", (thread_id,), thread_id)

@@ -10,6 +10,32 @@ SELECT o_status, o_version, o_generation
 -- name: load
 COPY (SELECT * FROM {load2_fn}(%s, %s)) TO STDOUT (FORMAT binary)
 
+-- name: load_range
+-- A partial read in one statement (one snapshot): the live head's scalars (part 0), then
+-- the log rows holding positions lo .. hi - 1, where %(start)s and %(stop)s are Python
+-- slice bounds (NULL: none; negative: from the end) resolved against the head's count.
+-- The rows start at the one holding lo: an index seek, not a walk of the whole log.
+WITH h AS (
+    SELECT version, message_count, expires_at FROM {threads}
+     WHERE thread_id = %(thread_id)s AND (expires_at IS NULL OR expires_at > %(now)s)
+), b AS (
+    SELECT CASE WHEN %(start)s::integer IS NULL THEN 0
+                WHEN %(start)s::integer < 0 THEN greatest(message_count + %(start)s::integer, 0)
+                ELSE least(%(start)s::integer, message_count) END AS lo,
+           CASE WHEN %(stop)s::integer IS NULL THEN message_count
+                WHEN %(stop)s::integer < 0 THEN greatest(message_count + %(stop)s::integer, 0)
+                ELSE least(%(stop)s::integer, message_count) END AS hi
+      FROM h
+)
+SELECT 0 AS part, h.version, h.message_count, h.expires_at, NULL::integer AS seq, NULL::integer AS n, NULL::bytea AS data
+  FROM h
+UNION ALL
+SELECT 1, NULL, NULL, NULL, m.seq, m.n, m.data
+  FROM {log} AS m, b
+ WHERE m.thread_id = %(thread_id)s AND b.lo < b.hi AND m.seq < b.hi
+   AND m.seq >= coalesce((SELECT max(l.seq) FROM {log} AS l WHERE l.thread_id = %(thread_id)s AND l.seq <= b.lo), 0)
+ORDER BY 1, 5
+
 -- name: version
 SELECT version FROM {threads} WHERE thread_id = %s AND (expires_at IS NULL OR expires_at > %s)
 
