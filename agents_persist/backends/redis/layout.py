@@ -5,7 +5,8 @@ one cluster slot; the three index sets share a tag of their own::
 
     <prefix>{<id>}:head        hash: v (version), n (message count), d (digest),
                                h (todos/interrupt/metadata), u (updated_at), e (expires_at),
-                               g (generation; absent: 0), a (applied idempotency keys)
+                               g (generation; absent: 0), a (applied idempotency keys),
+                               t (tokens of the last saves, so a re-sent save is not applied twice)
     <prefix>{<id>}:log         list of encoded messages, in order
     <prefix>{%index}:updated   sorted set: thread ID -> updated_at (for list_threads)
     <prefix>{%index}:expires   sorted set: thread ID -> expires_at (threads with a TTL)

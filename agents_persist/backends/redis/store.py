@@ -35,7 +35,7 @@ STAGE_MIN_MESSAGES = 32
 #: A staging list left behind by a client that died mid-save expires after this.
 STAGE_TTL_MS = 60_000
 #: Statuses of the save script (``scripts/write.lua``).
-_APPLIED, _CONFLICT, _MISMATCH, _BAD_STAGE, _DUPLICATE, _CORRUPT = 1, 0, 2, 3, 4, 5
+_APPLIED, _CONFLICT, _MISMATCH, _BAD_STAGE, _DUPLICATE, _CORRUPT, _RESENT = 1, 0, 2, 3, 4, 5, 6
 
 
 class RedisStore(Store):
@@ -150,6 +150,10 @@ class RedisStore(Store):
             str(write.new_generation),
             "1" if write.keep_head else "",
             "" if write.idempotency_key is None else "+" + write.idempotency_key,
+            # Makes the save safe to re-send: redis-py re-sends commands whose reply
+            # came late (a cluster pipeline always does, users' clients by default),
+            # and the script answers a repeat with what the first run did.
+            os.urandom(8).hex(),
         )
         indexes = () if self.cluster else self.index.keys
         with self._translated(thread_id, change=True):
@@ -169,6 +173,7 @@ class RedisStore(Store):
             raise PrefixMismatch(thread_id)
         if status == _CORRUPT:
             raise corrupt_head(thread_id, ValueError("the applied idempotency keys do not parse"))
+        # _RESENT: a repeat of this very save (by its token) after a late reply: applied, once.
         if status == _DUPLICATE:
             return Written(version, generation, duplicate=True)
         if self.cluster:

@@ -32,6 +32,20 @@ def checkpointer_on(spec: BackendSpec, prefix: str) -> Iterator[RedisCheckpointe
     checkpointer.close()
 
 
+def accept_forever(listener: socket.socket, serve: Callable[[socket.socket], None]) -> None:
+    """In a daemon thread, hand every connection ``listener`` accepts to ``serve`` in a thread of its own (until it is closed)."""
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 #: What a :class:`FakeServer` does with one command: the reply bytes to send, or None to hang up.
 Answer = Callable[[List[bytes]], Optional[bytes]]
 
@@ -49,15 +63,7 @@ class FakeServer:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        accept_forever(self._listener, self._serve)
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""

@@ -9,19 +9,24 @@
 --       [12] expected generation or '', [13] generation for a new thread,
 --       [14] '1' to keep the stored head blob of a live thread or '',
 --       [15] '' or '+' followed by the idempotency key,
---       [16...] the new encoded messages (none when staged).
+--       [16] the save's token (16 hex digits, fresh for every save),
+--       [17...] the new encoded messages (none when staged).
 -- Returns {status, version, generation}: status 1 (applied; the new version),
 -- 0 (version or generation conflict; the current version), 2 (the stored
 -- prefix is not the expected one), 3 (the staging list is not what was sent),
 -- 4 (the idempotency key was applied before; the version it produced, nothing
--- written) or 5 (the stored applied keys do not parse; nothing written).
+-- written), 5 (the stored applied keys do not parse; nothing written) or 6
+-- (this very save, by its token, was applied before: a command re-sent by
+-- the client after a late reply; the version it produced, nothing written).
 -- The generation is the thread's, as a decimal string (63 bits: never a Lua
 -- number, which would round it).
 --
 -- Head fields besides v n d h u e: g, the generation (absent: 0, a thread
 -- stored before generations existed), and a, the applied idempotency keys,
 -- newest last, at most MAX_APPLIED_KEYS: each entry is
--- "<version>:<byte length of key>:<key>", concatenated without separators.
+-- "<version>:<byte length of key>:<key>", concatenated without separators;
+-- t, the tokens of the last MAX_TOKENS saves, each "<token>:<version>;"
+-- (tokens are hex, so a plain search for "<token>:" finds only whole entries).
 -- The checks run in the order of agents_persist.planning.precondition:
 -- duplicate, version and generation, prefix.
 --
@@ -31,7 +36,8 @@
 -- standalone save removes on the way.
 local CLEANUP_PER_SAVE = 16
 local MAX_APPLIED_KEYS = 32
-local FIRST_MESSAGE = 16
+local MAX_TOKENS = 8
+local FIRST_MESSAGE = 17
 local head, log, stage = KEYS[1], KEYS[2], KEYS[3]
 local staged = ARGV[11] ~= ''
 local now = tonumber(ARGV[7])
@@ -59,12 +65,21 @@ local function parse_applied(raw)
   return keys, versions
 end
 
-local stored = redis.call('HMGET', head, 'v', 'n', 'd', 'e', 'g', 'a')
+local stored = redis.call('HMGET', head, 'v', 'n', 'd', 'e', 'g', 'a', 't')
 local live = stored[1] and not (stored[4] and tonumber(stored[4]) <= now)
-local version, count, digest, generation, raw_applied = 0, 0, string.rep('\0', 16), ARGV[13], ''
+local version, count, digest, generation, raw_applied, tokens = 0, 0, string.rep('\0', 16), ARGV[13], '', ''
 if live then
   version, count, digest = tonumber(stored[1]), tonumber(stored[2]), stored[3]
-  generation, raw_applied = stored[5] or '0', stored[6] or ''
+  generation, raw_applied, tokens = stored[5] or '0', stored[6] or '', stored[7] or ''
+end
+local token = ARGV[16]
+local seen = string.find(tokens, token .. ':', 1, true)
+if seen then
+  if staged then
+    redis.call('DEL', stage)
+  end
+  local produced = string.match(tokens, '^(%d+);', seen + #token + 1)
+  return {6, tonumber(produced), generation}
 end
 local status = 1
 local keys, versions = {}, {}
@@ -124,7 +139,11 @@ if key then
   entries[#entries + 1] = (version + 1) .. ':' .. #key .. ':' .. key
   redis.call('HSET', head, 'a', table.concat(entries))
 end
-redis.call('HSET', head, 'v', version + 1, 'n', ARGV[4], 'd', ARGV[5], 'u', ARGV[7])
+local _, entries = string.gsub(tokens, ';', ';')
+if entries >= MAX_TOKENS then
+  tokens = string.sub(tokens, string.find(tokens, ';', 1, true) + 1)
+end
+redis.call('HSET', head, 'v', version + 1, 'n', ARGV[4], 'd', ARGV[5], 'u', ARGV[7], 't', tokens .. token .. ':' .. (version + 1) .. ';')
 if not (live and ARGV[14] ~= '') then
   redis.call('HSET', head, 'h', ARGV[6])
 end
