@@ -183,7 +183,7 @@ class RedisStore(Store):
     def _write_staged(
         self, log_key: str, keys: Tuple[str, str], indexes: Sequence[str], args: Sequence[Any], messages: List[bytes]
     ) -> Optional[List[Any]]:
-        """Push a whole new log to a staging list and run the save script on it, in one round trip.
+        """Push a whole new log to a staging list and run the save script on it, in one atomic round trip.
 
         The script alone decides: it renames the staging list into place only
         if it holds exactly ``messages``, and deletes it otherwise. Returns its
@@ -192,7 +192,9 @@ class RedisStore(Store):
         """
         stage = self._stage_key(log_key)
         client = self.connection.client()
-        pipe = client.pipeline(transaction=False)
+        # One MULTI/EXEC: a client that dies while sending leaves nothing (no
+        # EXEC, nothing runs), so no staging list ever exists without its TTL.
+        pipe = client.pipeline(transaction=True)
         pipe.rpush(stage, *messages)
         pipe.pexpire(stage, STAGE_TTL_MS)
         pipe.execute_command("EVALSHA", WRITE.sha, len(keys) + 1 + len(indexes), *keys, stage, *indexes, *args)

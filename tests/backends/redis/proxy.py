@@ -55,6 +55,8 @@ class HoldingProxy:
         self._seconds = 0.0
         self.held = 0  # replies held so far
         self._pairs: List[_Pair] = []
+        #: Everything clients sent, per connection, in order (for replaying).
+        self.sent: List[bytearray] = []
         accept_forever(self._listener, self._serve)
 
     def hold_next(self, trigger: bytes, seconds: float, times: int = 1) -> None:
@@ -82,6 +84,9 @@ class HoldingProxy:
 
     def _client_to_server(self, pair: _Pair) -> None:
         tail = b""
+        sent = bytearray()
+        with self._lock:
+            self.sent.append(sent)
         try:
             while True:
                 data = pair.client.recv(65536)
@@ -93,6 +98,7 @@ class HoldingProxy:
                         self.held += 1
                         pair.hold_until = time.monotonic() + self._seconds
                 tail = data[-32:]
+                sent += data
                 pair.upstream.sendall(data)
         except OSError:
             pass
