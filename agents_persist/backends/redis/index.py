@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Literal, Optional, Sequence, Tuple, Union
 
+from ...errors import CorruptSnapshotError
 from ...models import ThreadInfo
 from ...paging import Position, thread_info
 from .client import INDEX_FIX, INDEX_IDS, INDEX_TOUCH, RedisConnection, Script
-from .layout import corrupt_head, index_keys, optional_float, thread_keys
+from .layout import corrupt_head, index_keys, optional_float, parse_counter, parse_timestamp, thread_keys
 
 __all__ = ["ThreadIndex", "LIST_BATCH", "MAX_LIST_BATCH"]
 
@@ -73,7 +74,7 @@ class ThreadIndex:
         pipe = client.pipeline(transaction=False)
         for thread_id in thread_ids:
             pipe.hmget(thread_keys(self.key_prefix, thread_id)[0], *fields)
-        return pipe.execute()  # type: ignore[no-any-return]
+        return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
 
     def by_update(self, prefix: Optional[str], limit: int, after: Optional[Position], now: float) -> List[ThreadInfo]:
         """Walk the update-time index newest first, checking each entry against its head.
@@ -127,7 +128,9 @@ class ThreadIndex:
         live: List[Tuple[float, str, ThreadInfo]] = []
         heads = self._heads(client, [thread_id for thread_id, _, _ in candidates], "v", "n", "u", "e")
         for (thread_id, member, score), fields in zip(candidates, heads):
-            info = _live_info(thread_id, fields, now)
+            info = _checked_info(thread_id, fields, now)
+            if info is False:
+                continue
             if info is None:
                 fixes += ("r", member, repr(score), "")
                 continue
@@ -162,7 +165,9 @@ class ThreadIndex:
             entries = [(thread_id, member, score) for (thread_id, member), score in zip(_decoded(members), scores)]
             heads = self._heads(client, [thread_id for thread_id, _, _ in entries], "v", "n", "u", "e")
             for (thread_id, member, score), fields in zip(entries, heads):
-                info = _live_info(thread_id, fields, now)
+                info = _checked_info(thread_id, fields, now)
+                if info is False:
+                    continue
                 if info is None:
                     fixes += ("r", member, score, "")
                 else:
@@ -198,8 +203,18 @@ class ThreadIndex:
                 break
             heads = self._heads(client, [member.decode("utf-8", "replace") for member, _ in rows], "v", "e")
             fixes: List[Any] = []
-            for (member, score), (version, expires) in zip(rows, heads):
-                if version is None or (expires is not None and float(expires) <= now):
+            for (member, score), fields in zip(rows, heads):
+                thread_id = member.decode("utf-8", "replace")
+                try:
+                    if isinstance(fields, Exception):
+                        raise corrupt_head(thread_id, fields)
+                    version, raw_expires = fields
+                    expiry = optional_float(raw_expires)
+                except (CorruptSnapshotError, ValueError) as exc:
+                    logger.warning("skipping thread %r while purging: its stored head is corrupt: %s", thread_id, exc)
+                    continue
+                expires = raw_expires
+                if version is None or (expiry is not None and expiry <= now):
                     fixes += ("x", member, repr(score), "")
                 else:  # a newer save changed or dropped the TTL: correct the entry
                     fixes += ("e", member, repr(score), expires if expires is not None else "")
@@ -233,6 +248,17 @@ def _decoded(members: List[bytes]) -> List[Tuple[str, bytes]]:
     return decoded
 
 
+def _checked_info(thread_id: str, fields: Any, now: float) -> Union[ThreadInfo, None, Literal[False]]:
+    """:func:`_live_info`, or False (logged) for a thread whose head is corrupt: listing goes on with the others."""
+    try:
+        if isinstance(fields, Exception):
+            raise corrupt_head(thread_id, fields)
+        return _live_info(thread_id, fields, now)
+    except CorruptSnapshotError as exc:
+        logger.warning("skipping thread %r while listing: %s", thread_id, exc)
+        return False
+
+
 def _live_info(thread_id: str, fields: Sequence[Any], now: float) -> Optional[ThreadInfo]:
     """The listing of a thread from its head's ``v n u e``; None if missing or expired at ``now``."""
     version, count, updated, expires = fields
@@ -240,8 +266,8 @@ def _live_info(thread_id: str, fields: Sequence[Any], now: float) -> Optional[Th
         expires_at = optional_float(expires)
         if version is None or (expires_at is not None and expires_at <= now):
             return None
-        return thread_info(thread_id, int(version), float(updated), int(count), expires_at)
-    except (TypeError, ValueError) as exc:
+        return thread_info(thread_id, parse_counter(version), parse_timestamp(updated), parse_counter(count), expires_at)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise corrupt_head(thread_id, exc) from exc
 
 

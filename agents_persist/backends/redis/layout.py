@@ -7,7 +7,9 @@ one cluster slot; the three index sets share a tag of their own::
                                h (todos/interrupt/metadata), u (updated_at), e (expires_at),
                                g (generation; absent: 0), a (applied idempotency keys),
                                t (tokens of the last saves, so a re-sent save is not applied twice)
-    <prefix>{<id>}:log         list of encoded messages, in order
+    <prefix>{<id>}:log         list of entries, each one or more encoded messages
+                               concatenated, in order; k in the head counts them
+                               (absent: one per message, the layout before packing)
     <prefix>{%index}:updated   sorted set: thread ID -> updated_at (for list_threads)
     <prefix>{%index}:expires   sorted set: thread ID -> expires_at (threads with a TTL)
     <prefix>{%index}:ids       sorted set: thread ID -> 0, walked by ID (for iter_threads)
@@ -33,6 +35,9 @@ __all__ = [
     "index_keys",
     "optional_float",
     "corrupt_head",
+    "corrupt_part",
+    "parse_counter",
+    "parse_timestamp",
     "encode_applied",
     "decode_applied",
     "parse_head",
@@ -65,13 +70,39 @@ def index_keys(key_prefix: str) -> Tuple[str, str, str]:
 
 
 def optional_float(raw: Optional[bytes]) -> Optional[float]:
-    """A head field that may be absent (``e``), as a float."""
-    return float(raw) if raw is not None else None
+    """A time field that may be absent (``e``); ValueError if it is not a time."""
+    return parse_timestamp(raw) if raw is not None else None
 
 
 def corrupt_head(thread_id: str, exc: Exception) -> CorruptSnapshotError:
     """The error for a head hash whose fields do not parse."""
-    return CorruptSnapshotError(f"thread {thread_id!r}: the stored head is corrupt: {exc}", thread_id=thread_id)
+    return corrupt_part(thread_id, "head", exc)
+
+
+def corrupt_part(thread_id: str, part: str, exc: Exception) -> CorruptSnapshotError:
+    """The error for a stored ``part`` of a thread (its head or log) that is not what this library writes."""
+    return CorruptSnapshotError(f"thread {thread_id!r}: the stored {part} is corrupt: {exc}", thread_id=thread_id)
+
+
+#: Largest counter (version, count, entries) a head may hold: 15 digits, exact in a Lua number.
+_MAX_COUNTER_DIGITS = 15
+#: Timestamps a head may hold: up to the end of year 9999 (what datetime can show).
+_MAX_TIMESTAMP = 253402300799.0
+
+
+def parse_counter(raw: Optional[bytes]) -> int:
+    """A counter field: 1 to 15 ASCII digits; ValueError otherwise."""
+    if raw is None or not (0 < len(raw) <= _MAX_COUNTER_DIGITS and raw.isdigit() and raw.isascii()):
+        raise ValueError(f"not a counter: {raw[:40]!r}" if raw is not None else "missing counter")
+    return int(raw)
+
+
+def parse_timestamp(raw: bytes) -> float:
+    """A time field: a finite float from 0 to the year 9999; ValueError otherwise."""
+    value = float(raw)
+    if not 0.0 <= value <= _MAX_TIMESTAMP:  # also refuses nan
+        raise ValueError(f"time out of range: {raw[:40]!r}")
+    return value
 
 
 def encode_applied(applied: Applied) -> bytes:
@@ -108,14 +139,20 @@ def parse_head(thread_id: str, fields: Sequence[Any]) -> Optional[StoredHead]:
     if version is None:
         return None
     try:
+        if digest is None or len(digest) != 16:  # agents_persist.codec.DIGEST_SIZE
+            raise ValueError("the digest is not 16 bytes")
+        if updated_at is None:
+            raise ValueError("no update time")
+        if generation is not None and (len(generation) > 19 or not generation.isdigit() or int(generation) >= 1 << 63):
+            raise ValueError(f"not a generation: {generation[:40]!r}")
         return StoredHead(
-            version=int(version),
-            message_count=int(count),
+            version=parse_counter(version),
+            message_count=parse_counter(count),
             digest=bytes(digest),
-            updated_at=float(updated_at),
+            updated_at=parse_timestamp(updated_at),
             expires_at=optional_float(expires_at),
             generation=int(generation) if generation is not None else 0,
             applied=decode_applied(applied),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, UnicodeDecodeError, OverflowError) as exc:
         raise corrupt_head(thread_id, exc) from exc

@@ -23,19 +23,37 @@ from ...store import Store
 from ...translate import translated
 from .client import DELETE, WRITE, RedisConnection, reply_text
 from .index import ThreadIndex
-from .layout import HEAD_FIELDS, corrupt_head, optional_float, parse_head, thread_keys
+from .layout import HEAD_FIELDS, corrupt_head, corrupt_part, parse_counter, parse_head, thread_keys
 
-__all__ = ["RedisStore", "STAGE_MIN_MESSAGES", "STAGE_TTL_MS"]
+__all__ = ["RedisStore", "STAGE_MIN_BYTES", "CHUNK_BYTES", "STAGE_TTL_MS", "log_entries"]
 
-#: A save that writes a whole log of at least this many messages (a new thread
-#: or a rewrite) first pushes them to a staging list, which the save script
+#: A save that writes a whole log of at least this many bytes (a new thread
+#: or a rewrite) first pushes it to a staging list, which the save script
 #: then renames into place: the bulk never passes through Lua, which costs the
-#: single-threaded server several times more CPU (and Lua garbage later).
-STAGE_MIN_MESSAGES = 32
+#: single-threaded server a copy per argument (and Lua garbage later).
+STAGE_MIN_BYTES = 64 * 1024
+#: Log entries a staged log is cut into are about this big (CHUNK_BYTES in ``scripts/write.lua``).
+CHUNK_BYTES = 1024 * 1024
 #: A staging list left behind by a client that died mid-save expires after this.
 STAGE_TTL_MS = 60_000
 #: Statuses of the save script (``scripts/write.lua``).
-_APPLIED, _CONFLICT, _MISMATCH, _BAD_STAGE, _DUPLICATE, _CORRUPT, _RESENT = 1, 0, 2, 3, 4, 5, 6
+_APPLIED, _CONFLICT, _MISMATCH, _BAD_STAGE, _DUPLICATE, _CORRUPT, _RESENT, _GARBAGE = 1, 0, 2, 3, 4, 5, 6, 7
+
+
+def log_entries(messages: List[bytes], chunk_bytes: int = CHUNK_BYTES) -> List[bytes]:
+    """``messages`` packed into log entries of about ``chunk_bytes`` each (a message is never split)."""
+    entries: List[bytes] = []
+    group: List[bytes] = []
+    size = 0
+    for blob in messages:
+        if size and size + len(blob) > chunk_bytes:
+            entries.append(b"".join(group))
+            group, size = [], 0
+        group.append(blob)
+        size += len(blob)
+    if group:
+        entries.append(b"".join(group))
+    return entries
 
 
 class RedisStore(Store):
@@ -100,33 +118,44 @@ class RedisStore(Store):
         head_key, log_key = self._keys(thread_id)
         with self._translated(thread_id):
             pipe = self.connection.client().pipeline(transaction=True)
-            pipe.hmget(head_key, *HEAD_FIELDS, "h")
+            pipe.hmget(head_key, *HEAD_FIELDS, "k", "h")
             pipe.lrange(log_key, 0, -1)
-            fields, messages = pipe.execute()
-        head = parse_head(thread_id, fields[:-1])
+            fields, entries = pipe.execute(raise_on_error=False)
+        if isinstance(fields, Exception):
+            raise corrupt_part(thread_id, "head", fields)
+        head = parse_head(thread_id, fields[: len(HEAD_FIELDS)])
         if head is None:
             return None
+        if isinstance(entries, Exception):
+            raise corrupt_part(thread_id, "log", entries)
         h = head
+        try:
+            expected = h.message_count if fields[-2] is None else parse_counter(fields[-2])
+        except ValueError as exc:
+            raise corrupt_part(thread_id, "head", exc) from None
+        if len(entries) != expected or fields[-1] is None:
+            found = "no head blob" if fields[-1] is None else f"{len(entries)} log entries, not {fields[-2]!r}"
+            raise corrupt_part(thread_id, "log", ValueError(found))
         return StoredThread(
-            h.version, fields[-1], messages, h.message_count, h.digest, h.updated_at, h.expires_at, h.generation, h.applied
+            h.version, fields[-1], b"".join(entries), h.message_count, h.digest, h.updated_at, h.expires_at,
+            h.generation, h.applied,
         )
 
     def read_head(self, thread_id: str) -> Optional[StoredHead]:
         head_key, _ = self._keys(thread_id)
         with self._translated(thread_id):
-            fields = self.connection.client().hmget(head_key, *HEAD_FIELDS)
+            try:
+                fields = self.connection.client().hmget(head_key, *HEAD_FIELDS)
+            except self.connection.redis.exceptions.ResponseError as exc:
+                if self.connection.is_down(exc):
+                    raise
+                raise corrupt_part(thread_id, "head", exc) from None
         return parse_head(thread_id, fields)
 
     def read_version(self, thread_id: str) -> int:
         head_key, _ = self._keys(thread_id)
-        with self._translated(thread_id):
-            version, expires_at = self.connection.client().hmget(head_key, "v", "e")
-        if version is None:
-            return 0
-        try:
-            return 0 if is_expired(optional_float(expires_at)) else int(version)
-        except ValueError as exc:
-            raise corrupt_head(thread_id, exc) from exc
+        head = self.read_head(thread_id)
+        return 0 if head is None or is_expired(head.expires_at) else head.version
 
     def write(self, thread_id: str, write: PlannedWrite) -> Written:
         head_key, log_key = self._keys(thread_id)
@@ -158,14 +187,14 @@ class RedisStore(Store):
         indexes = () if self.cluster else self.index.keys
         with self._translated(thread_id, change=True):
             reply = None
-            if len(write.messages) >= STAGE_MIN_MESSAGES and not write.append_from:
-                staged_args = (*args, len(write.messages), *expectations)
-                reply = self._write_staged(log_key, (head_key, log_key), indexes, staged_args, write.messages)
+            if write.append_from is None and sum(map(len, write.messages)) >= STAGE_MIN_BYTES:
+                entries = log_entries(write.messages)
+                staged_args = (*args, len(entries), *expectations)
+                reply = self._write_staged(log_key, (head_key, log_key), indexes, staged_args, entries)
             if reply is None or int(reply[0]) == _BAD_STAGE:
-                # Only a rewrite builds its log aside; an append names the log as its (unused) stage.
-                stage = self._stage_key(log_key) if write.append_from is None else log_key
-                keys = (head_key, log_key, stage, *indexes)
-                reply = self.connection.run(WRITE, keys, (*args, "", *expectations, *write.messages))
+                keys = (head_key, log_key, self._stage_key(log_key), *indexes)
+                entry = [b"".join(write.messages)] if write.messages else []
+                reply = self.connection.run(WRITE, keys, (*args, "", *expectations, *entry))
         status, version, generation = int(reply[0]), int(reply[1]), int(reply[2])
         if status == _CONFLICT:
             raise conflict_error(thread_id, write.expected_version, version, recreated=write.expected_version == version)
@@ -173,6 +202,10 @@ class RedisStore(Store):
             raise PrefixMismatch(thread_id)
         if status == _CORRUPT:
             raise corrupt_head(thread_id, ValueError("the applied idempotency keys do not parse"))
+        if status == _GARBAGE:
+            if write.append_from is not None and not write.keep_head:
+                raise PrefixMismatch(thread_id)  # a save then rewrites, which a forced save may do over anything
+            raise corrupt_part(thread_id, "head or log", ValueError("wrong key type or fields that do not parse"))
         # _RESENT: a repeat of this very save (by its token) after a late reply: applied, once.
         if status == _DUPLICATE:
             return Written(version, generation, duplicate=True)

@@ -1,6 +1,6 @@
 """Redis: a writer that dies mid-save leaves nothing that lives forever, and every committed snapshot whole.
 
-A staged save (a whole log of at least ``STAGE_MIN_MESSAGES``) pushes the log
+A staged save (a whole log of at least ``STAGE_MIN_BYTES``) pushes the log
 to a staging list before the save script renames it into place. Two tests
 kill the writer part-way: one replays the bytes a staged save sends, cut at
 every command boundary and inside each command (as if the process died
@@ -26,6 +26,7 @@ import redis
 
 from agents_persist import AgentStateSnapshot, RedisCheckpointer
 from agents_persist.backends.redis.client import WRITE
+from agents_persist.backends.redis.store import STAGE_MIN_BYTES
 from tests.backends.redis.proxy import HoldingProxy
 from tests.backends.redis.support import _parse_commands, messages
 from tests.servers import RedisServer
@@ -62,7 +63,7 @@ def test_a_staged_save_cut_anywhere_leaves_no_key_without_ttl(private_server: Re
     proxy = HoldingProxy(private_server.port)
     cp = RedisCheckpointer.from_url(f"redis://127.0.0.1:{proxy.port}/0")
     try:
-        state = AgentStateSnapshot(messages=messages(40))
+        state = AgentStateSnapshot(messages=messages(STAGE_MIN_BYTES // 100))
         assert cp.save("cut", state) == 1
         stream = bytes(max(proxy.sent, key=len))
         raw.flushall()

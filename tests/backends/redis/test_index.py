@@ -190,12 +190,19 @@ def test_lost_log_is_reported_then_healed_by_the_next_save(cp: RedisCheckpointer
     assert loaded is not None and loaded.messages == state.messages
 
 
-def test_corrupt_head_raises_corrupt_snapshot_error(cp: RedisCheckpointer, raw: "redis.Redis", prefix: str) -> None:
+def test_corrupt_head_raises_on_load_and_is_skipped_by_listings(
+    cp: RedisCheckpointer, raw: "redis.Redis", prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: one corrupt thread never breaks listing the others (it is logged and left out)."""
     tid = prefix + "corrupt"
     cp.save(tid, AgentStateSnapshot())
+    cp.save(prefix + "fine", AgentStateSnapshot())
     raw.hset(cp.store._keys(tid)[0], "n", "many")
-    for call in (lambda: cp.load(tid), lambda: cp.list_threads(prefix), lambda: list(cp.iter_threads(prefix))):
+    for call in (lambda: cp.load(tid), lambda: cp.exists(tid)):
         with pytest.raises(CorruptSnapshotError) as info:
             call()
         assert info.value.thread_id == tid
+    assert [i.thread_id for i in cp.list_threads(prefix)] == [prefix + "fine"]
+    assert [i.thread_id for i in cp.iter_threads(prefix)] == [prefix + "fine"]
+    assert "corrupt" in caplog.text
     assert cp.delete(tid) is True

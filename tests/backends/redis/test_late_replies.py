@@ -26,7 +26,7 @@ import redis.cluster
 import agents_persist.backends.redis.client as redis_client
 from agents_persist import AgentMessage, AgentStateSnapshot, BackendUnavailableError, RedisCheckpointer
 from agents_persist.backends.redis.client import WRITE
-from agents_persist.backends.redis.store import STAGE_MIN_MESSAGES
+from agents_persist.backends.redis.store import STAGE_MIN_BYTES
 from tests.backends.redis.proxy import HoldingProxy
 from tests.backends.redis.support import messages
 from tests.servers import RedisCluster, RedisServer
@@ -36,7 +36,8 @@ HOLD = 1.0
 #: A call may spend a timeout, a re-send by the driver and scheduling slack.
 DEADLINE = 2 * HOLD + 3 * TIMEOUT + 1.0
 ROUNDS = 3
-STAGED = STAGE_MIN_MESSAGES + 8
+#: Messages of about 120 bytes enough for a whole log to be staged.
+STAGED = STAGE_MIN_BYTES // 100
 
 
 class Setup:

@@ -24,7 +24,7 @@ from msgspec.structs import replace
 from agents_persist import ConflictError, CorruptSnapshotError, RedisCheckpointer
 from agents_persist.backends.redis import RedisStore
 from agents_persist.backends.redis.layout import decode_applied, encode_applied
-from agents_persist.backends.redis.store import STAGE_MIN_MESSAGES
+from agents_persist.backends.redis.store import STAGE_MIN_BYTES
 from agents_persist.planning import MAX_APPLIED_KEYS, Decision, PlannedWrite, PrefixMismatch, Written, record_applied
 from tests.contract.precondition_cases import (
     APPLIED_KEY,
@@ -36,8 +36,9 @@ from tests.contract.precondition_cases import (
     PreconditionCase,
 )
 
-#: Messages a write carries: inline, and enough to stage a whole log.
-PAYLOADS = {"inline": 2, "staged": STAGE_MIN_MESSAGES + 8}
+#: Messages a write carries: inline, and enough (40 of 2 KiB each) to stage a whole log.
+PAYLOADS = {"inline": 2, "staged": 40}
+_PAD = b"." * (STAGE_MIN_BYTES // 32)
 STORED_HEAD = b"\x01stored"
 
 
@@ -94,14 +95,16 @@ def test_write_script_decides_each_case(
     thread_id, keys = thread
     if case.stored is not None:
         set_up_live(client, keys, *case.stored)
-    write = case.write([b"new %d" % i for i in range(PAYLOADS[payload])])
+    write = case.write([b"new %d" % i + (_PAD if payload == "staged" else b"") for i in range(PAYLOADS[payload])])
     version, _, _, generation, applied = case.scalars()
     before = stored_state(client, keys)
     if case.decision is Decision.APPLY:
         expected_generation = generation if case.stored is not None else NEW_GENERATION
         assert store.write(thread_id, write) == Written(version + 1, expected_generation)
         head, log = stored_state(client, keys)
-        assert int(head[b"v"]) == version + 1 and len(log) == write.message_count
+        assert int(head[b"v"]) == version + 1 and int(head[b"k"]) == len(log)
+        stored_prefix = b"".join(b"old %d" % i for i in range(write.append_from or 0))
+        assert b"".join(log) == stored_prefix + b"".join(write.messages), "the log holds the old prefix and the new messages"
         assert int(head[b"g"]) == expected_generation
         assert decode_applied(head.get(b"a")) == record_applied(applied, case.idempotency_key, version + 1)
         assert head[b"h"] == write.head

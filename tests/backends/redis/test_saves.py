@@ -16,6 +16,7 @@ from agents_persist import (
     RedisCheckpointer,
 )
 from agents_persist.backends.redis import RedisStore
+from agents_persist.backends.redis.store import STAGE_MIN_BYTES
 from agents_persist.codec import encode_head, encode_messages
 from tests.backends.redis.support import messages
 from tests.servers import RedisServer
@@ -128,6 +129,10 @@ def test_long_logs_are_written_in_chunks(cp: RedisCheckpointer, prefix: str) -> 
     assert loaded is not None and loaded.messages == many
 
 
+#: Messages of about 120 bytes enough for a whole log to be staged.
+BULK = STAGE_MIN_BYTES // 100
+
+
 def test_whole_logs_are_staged_then_renamed_and_leave_nothing_behind(
     private_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,28 +144,28 @@ def test_whole_logs_are_staged_then_renamed_and_leave_nothing_behind(
 
     try:
         cp.save("warm", AgentStateSnapshot())  # loads the script: a staged save needs it cached
-        state = AgentStateSnapshot(messages=messages(100))
+        state = AgentStateSnapshot(messages=messages(BULK))
         assert cp.save("bulk", state) == 1  # a new thread: staged
         assert renames() == 1
         state.messages[0] = AgentMessage.user("edited")
         assert cp.save("bulk", state) == 2  # a rewrite: staged
         assert renames() == 2
-        state.messages.extend(messages(2, 100))
+        state.messages.extend(messages(2, BULK))
         assert cp.save("bulk", state) == 3  # an append: inline
         assert renames() == 2
         loaded = cp.load("bulk")
         assert loaded is not None and loaded.messages == state.messages
 
         with pytest.raises(ConflictError):
-            cp.save("bulk", AgentStateSnapshot(messages=messages(100)), expected_version=1)
+            cp.save("bulk", AgentStateSnapshot(messages=messages(BULK)), expected_version=1)
         raw.script_flush()
-        assert cp.save("other", AgentStateSnapshot(messages=messages(50))) == 1  # NOSCRIPT: saved inline
+        assert cp.save("other", AgentStateSnapshot(messages=messages(BULK))) == 1  # NOSCRIPT: saved inline
         # A staging list that is not what this save pushed is never renamed into place.
         monkeypatch.setattr(RedisStore, "_stage_key", staticmethod(lambda log_key: log_key + ":stage:fixed"))
         raw.rpush(cp.store._keys("third")[1] + ":stage:fixed", b"stray")
-        assert cp.save("third", AgentStateSnapshot(messages=messages(40))) == 1
+        assert cp.save("third", AgentStateSnapshot(messages=messages(BULK))) == 1
         third = cp.load("third")
-        assert third is not None and third.messages == messages(40)
+        assert third is not None and third.messages == messages(BULK)
 
         assert raw.keys("*:stage:*") == []
         loaded = cp.load("bulk")

@@ -1,28 +1,38 @@
 -- One save, atomically (see agents_persist.planning.PlannedWrite).
 --
--- KEYS: head, log, a fresh staging key (an append names the log itself, unused)
+-- KEYS: head, log, a fresh staging key
 --       [, index by update time, index by expiry, index by ID: standalone only].
 -- ARGV: [1] expected version or '', [2] append position or '' (rewrite),
 --       [3] base digest, [4] message count, [5] digest, [6] head blob,
 --       [7] updated_at, [8] expires_at or '', [9] expiry in ms or '',
---       [10] thread ID, [11] number of staged messages or '',
+--       [10] thread ID, [11] number of staged log entries or '',
 --       [12] expected generation or '', [13] generation for a new thread,
 --       [14] '1' to keep the stored head blob of a live thread or '',
 --       [15] '' or '+' followed by the idempotency key,
 --       [16] the save's token (16 hex digits, fresh for every save),
---       [17...] the new encoded messages (none when staged).
+--       [17...] the new log entries, each one or more encoded messages
+--       concatenated (none when staged).
 -- Returns {status, version, generation}: status 1 (applied; the new version),
 -- 0 (version or generation conflict; the current version), 2 (the stored
 -- prefix is not the expected one), 3 (the staging list is not what was sent),
 -- 4 (the idempotency key was applied before; the version it produced, nothing
--- written), 5 (the stored applied keys do not parse; nothing written) or 6
+-- written), 5 (the stored applied keys do not parse; nothing written), 6
 -- (this very save, by its token, was applied before: a command re-sent by
--- the client after a late reply; the version it produced, nothing written).
+-- the client after a late reply; the version it produced, nothing written)
+-- or 7 (the stored head or log is not what this library writes: wrong key
+-- type or fields that do not parse; nothing written). A forced rewrite
+-- (no expected version, no append position) replaces such garbage instead.
 -- The generation is the thread's, as a decimal string (63 bits: never a Lua
 -- number, which would round it).
 --
--- Head fields besides v n d h u e: g, the generation (absent: 0, a thread
--- stored before generations existed), and a, the applied idempotency keys,
+-- The log is a list of entries, each the concatenation of one or more
+-- encoded messages (an append pushes one entry); head field k counts them
+-- (absent: one entry per message, the layout before entries were packed).
+-- When an append makes more than MAX_ENTRIES, the log is compacted into
+-- entries of about CHUNK_BYTES (or a sixteenth of the log, if larger), so
+-- that loads stay cheap and compaction is rare (amortised O(1) per save).
+-- Head fields besides v n d h u e k: g, the generation (absent: 0, a thread
+-- stored before generations existed); a, the applied idempotency keys,
 -- newest last, at most MAX_APPLIED_KEYS: each entry is
 -- "<version>:<byte length of key>:<key>", concatenated without separators;
 -- t, the tokens of the last MAX_TOKENS saves, each "<token>:<version>;"
@@ -37,9 +47,13 @@
 local CLEANUP_PER_SAVE = 16
 local MAX_APPLIED_KEYS = 32
 local MAX_TOKENS = 8
-local FIRST_MESSAGE = 17
+local MAX_ENTRIES = 64
+local CHUNK_BYTES = 1048576
+local FIRST_ENTRY = 17
 local head, log, stage = KEYS[1], KEYS[2], KEYS[3]
 local staged = ARGV[11] ~= ''
+local rewrite = ARGV[2] == ''
+local forced = rewrite and ARGV[1] == ''
 local now = tonumber(ARGV[7])
 local key = nil
 if ARGV[15] ~= '' then
@@ -65,110 +79,195 @@ local function parse_applied(raw)
   return keys, versions
 end
 
-local stored = redis.call('HMGET', head, 'v', 'n', 'd', 'e', 'g', 'a', 't')
-local live = stored[1] and not (stored[4] and tonumber(stored[4]) <= now)
-local version, count, digest, generation, raw_applied, tokens = 0, 0, string.rep('\0', 16), ARGV[13], '', ''
-if live then
-  version, count, digest = tonumber(stored[1]), tonumber(stored[2]), stored[3]
-  generation, raw_applied, tokens = stored[5] or '0', stored[6] or '', stored[7] or ''
-end
-local token = ARGV[16]
-local seen = string.find(tokens, token .. ':', 1, true)
-if seen then
-  if staged then
-    redis.call('DEL', stage)
+-- A counter field as a number, or nil unless it is 1 to 15 decimal digits.
+local function counter(raw)
+  if raw and #raw <= 15 and string.match(raw, '^%d+$') then
+    return tonumber(raw)
   end
-  local produced = string.match(tokens, '^(%d+);', seen + #token + 1)
-  return {6, tonumber(produced), generation}
+  return nil
 end
-local status = 1
-local keys, versions = {}, {}
-if key then
-  keys, versions = parse_applied(raw_applied)
-  if not keys then
-    status = 5
-  else
-    for i = 1, #keys do
-      if keys[i] == key then
-        status, version = 4, tonumber(versions[i])
-      end
-    end
-  end
-end
-if status ~= 1 then
-  -- decided above
-elseif ARGV[1] ~= '' and (tonumber(ARGV[1]) ~= version or (version > 0 and ARGV[12] ~= '' and ARGV[12] ~= generation)) then
-  status = 0
-elseif ARGV[2] ~= '' and (tonumber(ARGV[2]) ~= count or ARGV[3] ~= digest or redis.call('LLEN', log) ~= count) then
-  status = 2
-elseif staged and redis.call('LLEN', stage) ~= tonumber(ARGV[11]) then
-  status = 3
-end
-if status ~= 1 then
+
+local function finish(status, version, generation)
   if staged then
     redis.call('DEL', stage)
   end
   return {status, version, generation}
 end
-if not staged and #ARGV >= FIRST_MESSAGE then
-  -- A rewrite builds its new log aside: the first write is then one that
-  -- Redis refuses when out of memory, before anything changed.
-  local target = log
-  if ARGV[2] == '' then
-    target, staged = stage, true
+
+local ok, stored = pcall(redis.call, 'HMGET', head, 'v', 'n', 'd', 'e', 'g', 'a', 't', 'k')
+local garbage = not ok
+local live = false
+local version, count, digest, generation, raw_applied, tokens, entries = 0, 0, string.rep('\0', 16), ARGV[13], '', '', 0
+if ok and stored[1] then
+  local expires = false
+  if stored[4] then
+    expires = tonumber(stored[4])
+    if expires and (expires ~= expires or expires == math.huge or expires == -math.huge) then
+      expires = nil
+    end
   end
-  for i = FIRST_MESSAGE, #ARGV, 1000 do
-    redis.call('RPUSH', target, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  version, count = counter(stored[1]), counter(stored[2])
+  if stored[8] then
+    entries = counter(stored[8])
+  else
+    entries = count
+  end
+  generation = stored[5] or '0'
+  if not (version and count and entries and expires ~= nil and #generation <= 19
+      and string.match(generation, '^%d+$') and stored[3] and #stored[3] == 16) then
+    garbage = true
+  elseif not (expires and expires <= now) then
+    live = true
+    digest, raw_applied, tokens = stored[3], stored[6] or '', stored[7] or ''
   end
 end
-if staged then
+if garbage then
+  if not forced then
+    return finish(7, 0, '0')
+  end
+  version, count, digest, generation, live, entries = 0, 0, string.rep('\0', 16), ARGV[13], false, 0
+  redis.call('DEL', head)
+end
+if not live then
+  version, count, entries = 0, 0, 0
+end
+local token = ARGV[16]
+local seen = string.find(tokens, token .. ':', 1, true)
+if seen then
+  return finish(6, tonumber(string.match(tokens, '^(%d+);', seen + #token + 1)), generation)
+end
+local keys, versions = {}, {}
+if key then
+  keys, versions = parse_applied(raw_applied)
+  if not keys then
+    return finish(5, version, generation)
+  end
+  for i = 1, #keys do
+    if keys[i] == key then
+      return finish(4, tonumber(versions[i]), generation)
+    end
+  end
+end
+if ARGV[1] ~= '' and (tonumber(ARGV[1]) ~= version or (version > 0 and ARGV[12] ~= '' and ARGV[12] ~= generation)) then
+  return finish(0, version, generation)
+end
+if not rewrite then
+  local ok_len, length = pcall(redis.call, 'LLEN', log)
+  if not ok_len then
+    return finish(7, 0, '0')
+  end
+  if tonumber(ARGV[2]) ~= count or ARGV[3] ~= digest or length ~= entries then
+    return finish(2, version, generation)
+  end
+end
+if staged and redis.call('LLEN', stage) ~= tonumber(ARGV[11]) then
+  return finish(3, version, generation)
+end
+-- The first write to the log is one that Redis refuses when out of memory
+-- (RPUSH, never DEL first), so that a refused save changes nothing: a
+-- rewrite or a compaction builds the new log aside and renames it into place.
+local pushed = #ARGV - FIRST_ENTRY + 1
+local function push(target, list, first, last)
+  for i = first, last, 1000 do
+    redis.call('RPUSH', target, unpack(list, i, math.min(i + 999, last)))
+  end
+end
+if rewrite and staged then
   redis.call('RENAME', stage, log)
-elseif ARGV[2] == '' then
-  redis.call('DEL', log)
+  entries = tonumber(ARGV[11])
+elseif rewrite then
+  if pushed > 0 then
+    push(stage, ARGV, FIRST_ENTRY, #ARGV)
+    redis.call('RENAME', stage, log)
+  else
+    redis.call('DEL', log)
+  end
+  entries = pushed
+elseif entries + pushed > MAX_ENTRIES then
+  local all = redis.call('LRANGE', log, 0, -1)
+  for i = FIRST_ENTRY, #ARGV do
+    all[#all + 1] = ARGV[i]
+  end
+  local total = 0
+  for i = 1, #all do
+    total = total + #all[i]
+  end
+  local limit = math.max(CHUNK_BYTES, math.floor(total / 16))
+  local chunks, group, size = {}, {}, 0
+  for i = 1, #all do
+    if size > 0 and size + #all[i] > limit then
+      chunks[#chunks + 1] = table.concat(group)
+      group, size = {}, 0
+    end
+    group[#group + 1] = all[i]
+    size = size + #all[i]
+  end
+  chunks[#chunks + 1] = table.concat(group)
+  push(stage, chunks, 1, #chunks)
+  redis.call('RENAME', stage, log)
+  entries = #chunks
+elseif pushed > 0 then
+  push(log, ARGV, FIRST_ENTRY, #ARGV)
+  entries = entries + pushed
 end
 if not live then
   -- A missing or expired thread starts afresh: no fields of an older incarnation stay.
   redis.call('DEL', head)
-  redis.call('HSET', head, 'g', generation)
 end
-if key then
-  local entries = {}
-  for i = math.max(1, #keys - MAX_APPLIED_KEYS + 2), #keys do
-    entries[#entries + 1] = versions[i] .. ':' .. #keys[i] .. ':' .. keys[i]
-  end
-  entries[#entries + 1] = (version + 1) .. ':' .. #key .. ':' .. key
-  redis.call('HSET', head, 'a', table.concat(entries))
-end
-local _, entries = string.gsub(tokens, ';', ';')
-if entries >= MAX_TOKENS then
+local n_tokens = select(2, string.gsub(tokens, ';', ';'))
+if n_tokens >= MAX_TOKENS then
   tokens = string.sub(tokens, string.find(tokens, ';', 1, true) + 1)
 end
-redis.call('HSET', head, 'v', version + 1, 'n', ARGV[4], 'd', ARGV[5], 'u', ARGV[7], 't', tokens .. token .. ':' .. (version + 1) .. ';')
-if not (live and ARGV[14] ~= '') then
-  redis.call('HSET', head, 'h', ARGV[6])
+local fields = {'v', version + 1, 'n', ARGV[4], 'd', ARGV[5], 'u', ARGV[7], 'k', entries,
+  't', tokens .. token .. ':' .. (version + 1) .. ';'}
+if not live then
+  fields[#fields + 1], fields[#fields + 2] = 'g', generation
 end
+if not (live and ARGV[14] ~= '') then
+  fields[#fields + 1], fields[#fields + 2] = 'h', ARGV[6]
+end
+if key then
+  local kept = {}
+  for i = math.max(1, #keys - MAX_APPLIED_KEYS + 2), #keys do
+    kept[#kept + 1] = versions[i] .. ':' .. #keys[i] .. ':' .. keys[i]
+  end
+  kept[#kept + 1] = (version + 1) .. ':' .. #key .. ':' .. key
+  fields[#fields + 1], fields[#fields + 2] = 'a', table.concat(kept)
+end
+local had_expiry = live and stored[4]
 if ARGV[8] ~= '' then
-  redis.call('HSET', head, 'e', ARGV[8])
+  fields[#fields + 1], fields[#fields + 2] = 'e', ARGV[8]
+end
+redis.call('HSET', head, unpack(fields))
+if ARGV[8] ~= '' then
   redis.call('PEXPIREAT', head, ARGV[9])
   redis.call('PEXPIREAT', log, ARGV[9])
 else
-  redis.call('HDEL', head, 'e')
-  redis.call('PERSIST', head)
-  redis.call('PERSIST', log)
+  if had_expiry then
+    redis.call('HDEL', head, 'e')
+    redis.call('PERSIST', head)
+  end
+  if had_expiry or staged then
+    redis.call('PERSIST', log)  -- a renamed staging list keeps its TTL otherwise
+  end
 end
 if #KEYS == 6 then
   redis.call('ZADD', KEYS[4], ARGV[7], ARGV[10])
-  redis.call('ZADD', KEYS[6], 0, ARGV[10])
+  if not live then
+    redis.call('ZADD', KEYS[6], 0, ARGV[10])
+  end
   if ARGV[8] ~= '' then
     redis.call('ZADD', KEYS[5], ARGV[8], ARGV[10])
-  else
+  elseif had_expiry then
     redis.call('ZREM', KEYS[5], ARGV[10])
   end
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ARGV[7], 'LIMIT', 0, CLEANUP_PER_SAVE)
-  if #gone > 0 then
-    redis.call('ZREM', KEYS[4], unpack(gone))
-    redis.call('ZREM', KEYS[5], unpack(gone))
-    redis.call('ZREM', KEYS[6], unpack(gone))
+  do
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ARGV[7], 'LIMIT', 0, CLEANUP_PER_SAVE)
+    if #gone > 0 then
+      redis.call('ZREM', KEYS[4], unpack(gone))
+      redis.call('ZREM', KEYS[5], unpack(gone))
+      redis.call('ZREM', KEYS[6], unpack(gone))
+    end
   end
 end
 return {1, version + 1, generation}
