@@ -14,7 +14,7 @@ from tests.backends.redis.support import messages
 
 def write_old_layout(raw: "redis.Redis", cp: RedisCheckpointer, thread_id: str, count: int) -> None:
     """A thread as the release before packed logs stored it: one list entry per message, no ``k`` field."""
-    from agents_persist.codec import EMPTY_DIGEST, chain_digest
+    from tests.old_release import old_release_digest
 
     blobs = encode_messages(messages(count))
     head_key, log_key = cp.store._keys(thread_id)
@@ -23,7 +23,7 @@ def write_old_layout(raw: "redis.Redis", cp: RedisCheckpointer, thread_id: str, 
         mapping={
             "v": 3,
             "n": count,
-            "d": chain_digest(EMPTY_DIGEST, blobs),
+            "d": old_release_digest(blobs),
             "h": encode_head(AgentStateSnapshot(metadata={"old": True})),
             "u": repr(time.time()),
             "g": 77,

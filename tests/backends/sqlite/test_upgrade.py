@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import time
 from pathlib import Path
@@ -15,17 +14,11 @@ from agents_persist.backends.sqlite import store as sqlite_store
 from agents_persist.codec import encode_applied, encode_head, encode_messages
 from agents_persist.resources import read_text, sql_statements
 from agents_persist.writer import EMPTY_HEAD
+from tests.old_release import old_release_digest
 
 OLD_MIGRATIONS = ("0001_schema.sql", "0002_generations_and_keys.sql")
 PACKAGE = "agents_persist.backends.sqlite"
 
-
-def _old_release_digest(blobs: List[bytes]) -> bytes:
-    """The chained BLAKE2b the previous release stored (now an opaque token to the library)."""
-    digest = bytes(16)
-    for blob in blobs:
-        digest = hashlib.blake2b(digest + blob, digest_size=16).digest()
-    return digest
 
 
 def old_database(path: Path, threads: Dict[str, AgentStateSnapshot], **extra: dict) -> None:  # type: ignore[type-arg]
@@ -52,7 +45,7 @@ def old_database(path: Path, threads: Dict[str, AgentStateSnapshot], **extra: di
                 thread_id,
                 options["version"],
                 len(blobs),
-                _old_release_digest(blobs),
+                old_release_digest(blobs),
                 encode_head(state),
                 now - i,
                 options["expires_at"],
