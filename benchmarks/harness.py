@@ -31,6 +31,8 @@ __all__ = [
     "median_us",
     "interleave",
     "append_samples",
+    "grow",
+    "library_saver",
     "growing_conversation",
     "window_medians",
     "add_growing_conversation",
@@ -151,19 +153,42 @@ def measure_load(
     report.ratio("library / raw load 1000", LOAD_LABEL, raw_label, 1.5)
 
 
+Saver = Callable[[List[AgentMessage]], object]
+
+
+def grow(savers: Mapping[str, Saver], turns: int = 500) -> Dict[str, List[Tuple[int, float]]]:
+    """One conversation of ``turns`` turns of 2-3 messages; after each turn every saver gets the turn's messages.
+
+    The savers run one after another on the same turn (interleaved, so that
+    noise hits them alike); each keeps its own copy of the conversation.
+    Returns, per saver, (message count after the turn, seconds its call took).
+    """
+    out: Dict[str, List[Tuple[int, float]]] = {name: [] for name in savers}
+    count = 0
+    for turn in range(turns):
+        new = make_messages(2 + turn % 2, count)
+        count += len(new)
+        for name, save in savers.items():
+            start = time.perf_counter()
+            save(new)
+            out[name].append((count, time.perf_counter() - start))
+    return out
+
+
+def library_saver(checkpointer: Checkpointer, thread_id: str) -> Saver:
+    """A saver keeping one snapshot that it extends and saves each turn (the snapshot carries its provenance)."""
+    state = AgentStateSnapshot()
+
+    def save(new: List[AgentMessage]) -> None:
+        state.messages.extend(new)
+        checkpointer.save(thread_id, state)
+
+    return save
+
+
 def growing_conversation(checkpointer: Checkpointer, thread_id: str, turns: int = 500) -> List[Tuple[int, float]]:
     """One thread, ``turns`` turns of 2-3 messages, saved after each; returns (message count, seconds)."""
-    state = AgentStateSnapshot()
-    out: List[Tuple[int, float]] = []
-    start_index = 0
-    for turn in range(turns):
-        per_turn = 2 + turn % 2
-        state.messages.extend(make_messages(per_turn, start_index))
-        start_index += per_turn
-        start = time.perf_counter()
-        checkpointer.save(thread_id, state)
-        out.append((len(state.messages), time.perf_counter() - start))
-    return out
+    return grow({"library": library_saver(checkpointer, thread_id)}, turns)["library"]
 
 
 def window_medians(samples: List[Tuple[int, float]]) -> Dict[int, Tuple[float, int]]:

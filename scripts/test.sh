@@ -6,7 +6,7 @@
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -k sqlite -x`).
 set -euo pipefail
 bash "$(dirname "$0")/install-test-deps.sh"
-EXTRAS="all,test,docs,lint"
+EXTRAS="all,test,docs,lint,bench"
 source "$(dirname "$0")/_venv.sh"
 echo "== ruff"
 .venv/bin/ruff check agents_persist tests benchmarks
