@@ -53,7 +53,7 @@ class Row(msgspec.Struct):
         return f"{'≤' if op == '<=' else '≥'} {target}x"
 
     def met_text(self) -> str:
-        return {None: "", True: "yes", False: "NO"}[self.met]
+        return {None: "—", True: "yes", False: "NO"}[self.met]
 
     def value_text(self, value: float) -> str:
         return f"{value:,.0f} ops/s" if self.unit == "ops/s" else f"{value:,.1f} µs"
@@ -126,7 +126,7 @@ class Results(msgspec.Struct):
         """A ``list-table`` for ``.. include::`` in the docs."""
         lines = [f".. list-table:: {self.title}", "   :header-rows: 1", "   :widths: 14 9 28 28 7 8 5", ""]
         for cells in [HEADERS, *self.cells()]:
-            first, *rest = (_rst_escape(cell) or r"\ " for cell in cells)
+            first, *rest = (_rst_escape(cell) for cell in cells)
             lines.append(f"   * - {first}")
             lines += [f"     - {cell}" for cell in rest]
         lines += ["", self.summary() + ".", ""]
@@ -146,4 +146,4 @@ class Results(msgspec.Struct):
 def _rst_escape(text: str) -> str:
     for char in ("\\", "*", "`", "|", "_"):
         text = text.replace(char, "\\" + char)
-    return text
+    return "\\" + text if text.startswith("(") else text  # "(a) ..." would start an enumerated list

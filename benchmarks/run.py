@@ -2,7 +2,8 @@
 
 Run (from the repository root)::
 
-    python -m benchmarks.run --out docs/_static/benchmarks        # the full run, about 7 minutes
+    python -m benchmarks.run --out docs/_static/benchmarks        # the full run, about 5 minutes
+    python -m benchmarks.run --soak --out docs/_static/benchmarks # and the 100,000-thread memory soak (+5 minutes)
     python -m benchmarks.run --quick --backends memory,sqlite --out /tmp/b   # seconds; what the smoke test runs
     python -m benchmarks.run --render docs/_static/benchmarks       # redo the PNG and tables from results.json
 
@@ -35,6 +36,7 @@ from typing import Callable, ContextManager, Dict, Iterator, List, Optional, Seq
 
 import agents_persist
 from agents_persist import InMemoryCheckpointer, SqliteCheckpointer, from_url
+from benchmarks import soak
 from benchmarks.floors import RawDynamoDb, RawMemory, RawPostgres, RawRedis, RawSqlite
 from benchmarks.goals import Results
 from benchmarks.workloads import WORKLOADS, Settings, Target
@@ -244,6 +246,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, of {', '.join(BACKENDS)}")
     parser.add_argument("--quick", action="store_true", help="small sizes and few samples (a smoke run, not a measurement)")
     parser.add_argument("--repeats", type=int, help="samples per latency measurement")
+    parser.add_argument(
+        "--soak", type=int, nargs="?", const=100_000, default=0, metavar="THREADS",
+        help="also run the memory soak (benchmarks.soak) on memory and SQLite, 100,000 threads unless given",
+    )
     parser.add_argument("--render", type=Path, metavar="DIR", help="only rewrite DIR's files from its results.json")
     args = parser.parse_args(argv)
     args.backends = [name.strip() for name in args.backends.split(",") if name.strip()]
@@ -262,7 +268,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = Settings.quick() if args.quick else Settings()
         if args.repeats:
             settings.repeats = args.repeats
-        results = run(args.backends, settings, lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True))
+        log = lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True)  # noqa: E731
+        results = run(args.backends, settings, log)
+        if args.soak:
+            for report in soak.run_soaks(soak.DEFAULT_BACKENDS, args.soak, log=log):
+                results.notes.append(
+                    f"Memory soak, {report.backend}: {report.threads:,} threads of {report.messages} messages saved, "
+                    f"loaded and deleted through one checkpointer in {report.seconds:.0f} s: RSS {report.start_mb:.0f} MB "
+                    f"at the start, {report.peak_mb:.0f} MB at the peak, {report.end_mb:.0f} MB at the end "
+                    f"({report.growth_mb:+.1f} MB; bound {soak.LIMIT_MB:.0f} MB)."
+                )
         out = args.out
     paths = render(results, out)
     print(results.render_text())

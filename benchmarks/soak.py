@@ -33,8 +33,10 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 from agents_persist import Checkpointer, InMemoryCheckpointer, SqliteCheckpointer, from_url, redact_url
 from benchmarks.harness import make_messages, snapshot_of
 
-__all__ = ["rss_mb", "SoakReport", "soak", "main"]
+__all__ = ["rss_mb", "SoakReport", "soak", "run_soaks", "main"]
 
+DEFAULT_BACKENDS = ("memory", "sqlite")
+LIMIT_MB = 50.0
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -142,6 +144,18 @@ def open_checkpointer(backend: str, folder: str) -> Iterator[Checkpointer]:
         cp.close()
 
 
+def run_soaks(
+    backends: Sequence[str], threads: int, messages: int = 50, batch: int = 1000, pattern: str = "rolling",
+    log: Optional[Callable[[str], None]] = None,
+) -> List[SoakReport]:
+    """:func:`soak` on each of ``backends`` (``memory``, ``sqlite`` or URLs), each in a checkpointer of its own."""
+    reports = []
+    for backend in backends:
+        with tempfile.TemporaryDirectory() as folder, open_checkpointer(backend, folder) as cp:
+            reports.append(soak(cp, redact_url(backend), threads, messages, batch, pattern, log))
+    return reports
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--backend", action="append", help="memory, sqlite or a URL; repeatable (default: memory and sqlite)")
@@ -149,18 +163,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--messages", type=int, default=50)
     parser.add_argument("--batch", type=int, default=1000, help="threads saved before their deletion (rolling)")
     parser.add_argument("--pattern", choices=("rolling", "all"), default="rolling")
-    parser.add_argument("--limit-mb", type=float, default=50.0)
+    parser.add_argument("--limit-mb", type=float, default=LIMIT_MB)
     args = parser.parse_args(argv)
-    failed = False
-    for backend in args.backend or ["memory", "sqlite"]:
-        with tempfile.TemporaryDirectory() as folder, open_checkpointer(backend, folder) as cp:
-            report = soak(
-                cp, redact_url(backend), args.threads, args.messages, args.batch, args.pattern,
-                log=lambda line: print(f"[soak] {line}", file=sys.stderr, flush=True),
-            )
+    reports = run_soaks(
+        args.backend or list(DEFAULT_BACKENDS), args.threads, args.messages, args.batch, args.pattern,
+        log=lambda line: print(f"[soak] {line}", file=sys.stderr, flush=True),
+    )
+    for report in reports:
         print(report.render(), flush=True)
-        failed = failed or report.growth_mb > args.limit_mb
-    return 1 if failed else 0
+    return 1 if any(report.growth_mb > args.limit_mb for report in reports) else 0
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ if _python_inv is None:
     )
 intersphinx_mapping = {"python": ("https://docs.python.org/3.11", _python_inv)}
 html_theme = "alabaster"
-exclude_patterns = ["_build", "_generated"]
+exclude_patterns = ["_build", "_generated", "_static/benchmarks"]  # _static/benchmarks: included by benchmarks.rst
 
 # Every cross reference must resolve (-W makes a dangling one fail the build).
 # The only exceptions are third-party objects whose Sphinx inventories cannot
