@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, ContextManager, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import agents_persist
 from agents_persist import InMemoryCheckpointer, SqliteCheckpointer, from_url
@@ -51,55 +51,47 @@ FILES = ("results.json", "results.md", "results.rst", "save-latency.png")
 # ---------------------------------------------------------------------- backends
 
 
-@contextlib.contextmanager
-def memory_target(prefix: str, folder: str) -> Iterator[Target]:
-    cp = InMemoryCheckpointer()
-    try:
-        yield Target("memory", cp, RawMemory(), prefix)
-    finally:
-        cp.close()
+# Each opens one backend's checkpointer and raw client (and server) and leaves their closing to ``stack``
+# (last opened, first closed).
 
 
-@contextlib.contextmanager
-def sqlite_target(prefix: str, folder: str) -> Iterator[Target]:
+def memory_target(prefix: str, folder: str, stack: contextlib.ExitStack) -> Target:
+    cp = stack.enter_context(InMemoryCheckpointer())
+    return Target("memory", cp, RawMemory(), prefix)
+
+
+def sqlite_target(prefix: str, folder: str, stack: contextlib.ExitStack) -> Target:
     path = os.path.join(folder, "bench.db")
     # synchronous=NORMAL on both sides: with FULL every commit waits for an fsync (milliseconds
     # here), which hides the CPU per operation this benchmark is about.
-    cp = SqliteCheckpointer(path, synchronous=SQLITE_SYNCHRONOUS)
+    cp = stack.enter_context(SqliteCheckpointer(path, synchronous=SQLITE_SYNCHRONOUS))
     raw = RawSqlite(path, SQLITE_SYNCHRONOUS)
-    try:
-        yield Target("sqlite", cp, raw, prefix)
-    finally:
-        raw.close()
-        cp.close()
+    stack.callback(raw.close)
+    return Target("sqlite", cp, raw, prefix)
 
 
-@contextlib.contextmanager
-def redis_target(prefix: str, folder: str) -> Iterator[Target]:
+def redis_target(prefix: str, folder: str, stack: contextlib.ExitStack) -> Target:
     import redis
 
     from agents_persist import RedisCheckpointer
     from tests.servers import redis_url_or_start
 
     server = redis_url_or_start(folder)
-    try:
-        cp = RedisCheckpointer(server.url, key_prefix=f"bench:{prefix}")
-        client = redis.Redis.from_url(server.url)
-        raw = RawRedis(client, prefix=f"bench-raw:{prefix}")
-        try:
-            yield Target("redis", cp, raw, prefix)
-        finally:
-            for pattern in (f"bench:{prefix}*", f"bench-raw:{prefix}*", f"bench-raw:{{{prefix}*"):
-                for key in client.scan_iter(match=pattern, count=1000):
-                    client.delete(key)
-            raw.close()
-            cp.close()
-    finally:
-        server.stop()
+    stack.callback(server.stop)
+    cp = stack.enter_context(RedisCheckpointer(server.url, key_prefix=f"bench:{prefix}"))
+    raw = RawRedis(redis.Redis.from_url(server.url), prefix=f"bench-raw:{prefix}")
+    stack.callback(raw.close)
+
+    def scrub() -> None:  # whatever a failed step left behind, and only ours
+        for pattern in (f"bench:{prefix}*", f"bench-raw:{prefix}*", f"bench-raw:{{{prefix}*"):
+            for key in raw.client.scan_iter(match=pattern, count=1000):
+                raw.client.delete(key)
+
+    stack.callback(scrub)
+    return Target("redis", cp, raw, prefix)
 
 
-@contextlib.contextmanager
-def postgres_target(prefix: str, folder: str) -> Iterator[Target]:
+def postgres_target(prefix: str, folder: str, stack: contextlib.ExitStack) -> Target:
     import psycopg2
     from psycopg2 import sql
 
@@ -107,50 +99,44 @@ def postgres_target(prefix: str, folder: str) -> Iterator[Target]:
     from tests.servers import postgres_url_or_start
 
     server = postgres_url_or_start()
+    stack.callback(server.cleanup)
+    stack.callback(server.stop)
     schema = f"ap_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        cp = PostgresCheckpointer(server.url, schema=schema)
-        cp.setup()
-        raw = RawPostgres(server.url, schema)
-        try:
-            yield Target("postgres", cp, raw, prefix)
-        finally:
-            raw.close()
-            cp.close()
-            conn = psycopg2.connect(server.url)
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-            conn.close()
-    finally:
-        server.stop()
-        server.cleanup()
+
+    def drop_schema() -> None:
+        conn = psycopg2.connect(server.url)
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        conn.close()
+
+    stack.callback(drop_schema)
+    cp = stack.enter_context(PostgresCheckpointer(server.url, schema=schema))
+    cp.setup()
+    raw = RawPostgres(server.url, schema)
+    stack.callback(raw.close)
+    return Target("postgres", cp, raw, prefix)
 
 
-@contextlib.contextmanager
-def dynamodb_target(prefix: str, folder: str) -> Iterator[Target]:
+def dynamodb_target(prefix: str, folder: str, stack: contextlib.ExitStack) -> Target:
     import boto3
 
     from tests.servers import dynamodb_endpoint_or_start
 
     server = dynamodb_endpoint_or_start(folder)
+    stack.callback(server.stop)
     region, credentials = "us-east-1", {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
     table = f"agents_persist_bench_{secrets.token_hex(6)}"
-    try:
-        cp = from_url(f"dynamodb://{region}/{table}?endpoint_url={server.endpoint_url}", create_table=True, **credentials)
-        client = boto3.client("dynamodb", endpoint_url=server.endpoint_url, region_name=region, **credentials)
-        raw = RawDynamoDb(client, table + "_raw")
-        try:
-            yield Target("dynamodb", cp, raw, prefix)
-        finally:
-            raw.close()
-            cp.close()
-            client.delete_table(TableName=table)
-    finally:
-        server.stop()
+    client = boto3.client("dynamodb", endpoint_url=server.endpoint_url, region_name=region, **credentials)
+    url = f"dynamodb://{region}/{table}?endpoint_url={server.endpoint_url}"
+    cp = stack.enter_context(from_url(url, create_table=True, **credentials))
+    stack.callback(client.delete_table, TableName=table)  # after the checkpointer is closed
+    raw = RawDynamoDb(client, table + "_raw")
+    stack.callback(raw.close)
+    return Target("dynamodb", cp, raw, prefix)
 
 
-TARGETS: Dict[str, Callable[[str, str], ContextManager[Target]]] = {
+TARGETS: Dict[str, Callable[[str, str, contextlib.ExitStack], Target]] = {
     "memory": memory_target,
     "sqlite": sqlite_target,
     "redis": redis_target,
@@ -222,7 +208,8 @@ def run(backends: Sequence[str], settings: Settings, log: Callable[[str], None])
     with tempfile.TemporaryDirectory(prefix="agents-persist-bench-") as folder:
         for backend in backends:
             begun = time.perf_counter()
-            with TARGETS[backend](prefix, folder) as target:
+            with contextlib.ExitStack() as stack:
+                target = TARGETS[backend](prefix, folder, stack)
                 for name, workload, where in WORKLOADS:
                     if backend in where:
                         log(f"{backend}: {name}")
