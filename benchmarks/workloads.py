@@ -39,14 +39,14 @@ GOAL_BACKENDS = {
 class Settings:
     """Sizes and sample counts of one run (``quick()``: small, for the smoke test)."""
 
-    repeats: int = 25  # latency samples per measurement
-    rounds: int = 7  # rounds of the many-threads workload
+    repeats: int = 40  # latency samples per measurement
+    rounds: int = 9  # rounds of the many-threads workload
     workers: int = 2
     ids_per_worker: int = 200
     thread_messages: int = 50
     history: int = 1000  # messages held before the +2 saves, and the long end of the growing conversation
     load_messages: int = 1150
-    conversations: int = 3  # growing conversations per backend (their samples are pooled)
+    conversations: int = 5  # growing conversations per backend (their samples are pooled)
     bin_width: int = 50  # messages per point of the plot
     slow_backends: Tuple[str, ...] = ("dynamodb",)  # fewer samples there (moto is slow per request)
 
