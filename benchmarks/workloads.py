@@ -192,6 +192,9 @@ def turn_saves(target: Target, settings: Settings, results: Results) -> None:
     def append() -> float:
         new = make_messages(2, appended[0])
         appended[0] += 2
+        # A stateless worker of a fleet: another worker wrote last, so this process knows
+        # nothing of the stored log (no prefix hint) and append() must find it out.
+        cp._writer.prefixes.forget(append_tid)
         return _timed(lambda: cp.append(append_tid, new))
 
     raw_key = target.tid("raw-turn")
