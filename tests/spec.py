@@ -26,6 +26,10 @@ class ContractSpec:
     state_machine_examples: int = 25
     #: Seconds of the ABA soak (tests/contract/test_aba_soak.py).
     soak_seconds: float = 30.0
+    #: Writers SIGKILLed mid-save (tests/contract/test_crashes.py; $AGENTS_PERSIST_TEST_CRASH_KILLS overrides).
+    crash_kills: int = 50
+    #: Seconds of the mixed-operation soak (tests/contract/test_soak.py; $AGENTS_PERSIST_TEST_SOAK_SECONDS overrides).
+    mixed_soak_seconds: float = 30.0
     #: Modules of tests/contract/ this entry runs (``("test_crud", "test_concurrency")``); None: all of them.
     #: The others are deselected (reported as such by pytest), never skipped silently.
     modules: Optional[Tuple[str, ...]] = None
