@@ -8,7 +8,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Mapping, Optional
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from agents_persist import AgentMessage, AgentStateSnapshot, Checkpointer, HitlInterrupt, TodoItem, ToolCall
 from tests.spec import BackendSpec
@@ -41,11 +41,22 @@ def run_cli(
     )
 
 
+#: Options a ``dynamodb://`` URL takes in its user info (``KEY_ID:SECRET@``), never in its query.
+DYNAMODB_KEY_PAIR = ("aws_access_key_id", "aws_secret_access_key")
+
+
 def spec_url(spec: BackendSpec) -> str:
-    """``spec`` as one URL (its options in the query), as an operator would type it."""
-    if not spec.options:
-        return spec.url
-    return spec.url + ("&" if "?" in spec.url else "?") + urlencode(spec.options)
+    """``spec`` as one URL (its options in the query), as an operator would type it.
+
+    A DynamoDB key pair goes into the user info, as ``dynamodb://KEY_ID:SECRET@region/table``.
+    """
+    url, query = spec.url, dict(spec.options)
+    if url.startswith("dynamodb://") and any(name in query for name in DYNAMODB_KEY_PAIR):
+        key_id, secret = (quote(str(query.pop(name, "")), safe="") for name in DYNAMODB_KEY_PAIR)
+        url = f"dynamodb://{key_id}:{secret}@" + url[len("dynamodb://") :]
+    if not query:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode(query)
 
 
 def varied_state(n: int) -> AgentStateSnapshot:

@@ -14,8 +14,8 @@ from agents_persist.cli import main
 from tests.cli.helpers import run_cli, seed, spec_url
 from tests.spec import BackendSpec
 
-#: Stores doctor must pass on (contract spec fixtures); "dynamodb" joins once its backend is finished.
-GOOD = ["sqlite", "redis", "redis_cluster", "postgres"]
+#: Stores doctor must pass on (contract spec fixtures).
+GOOD = ["sqlite", "redis", "redis_cluster", "postgres", "dynamodb"]
 
 
 @pytest.mark.parametrize("name", GOOD)

@@ -79,9 +79,9 @@ def _sqlite_hop(tmp_path: Path, hop: int) -> str:
     return f"sqlite:///{tmp_path / f'hop{hop}.db'}?synchronous=NORMAL"
 
 
-#: The copy chain; each entry names a contract spec fixture (``<name>_spec``), sqlite gets a new file per hop.
-#: DynamoDB joins with one more entry once its backend is finished: ["sqlite", "redis", "postgres", "dynamodb", "sqlite"].
-CHAIN = ["sqlite", "redis", "postgres", "sqlite"]
+#: The copy chain; each entry names a spec fixture (``<name>_spec``), sqlite gets a new file per hop.
+#: DynamoDB gets a table of its own (dropped afterwards) rather than the session's shared one.
+CHAIN = ["sqlite", "redis", "postgres", "dynamodb_table", "sqlite"]
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def chain_urls(request: pytest.FixtureRequest, tmp_path: Path, prefix: str) -> I
             urls.append(spec_url(spec))
     yield urls
     for url in urls:
-        if not url.startswith("sqlite:"):
+        if not url.startswith(("sqlite:", "dynamodb:")):  # files in tmp_path; the table is dropped by its fixture
             with from_url(url) as cp:
                 for info in list(cp.iter_threads(prefix)):
                     cp.delete(info.thread_id)
