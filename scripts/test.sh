@@ -9,7 +9,7 @@ bash "$(dirname "$0")/install-test-deps.sh"
 EXTRAS="all,test,docs,lint,bench"
 source "$(dirname "$0")/_venv.sh"
 echo "== ruff"
-.venv/bin/ruff check agents_persist tests benchmarks
+.venv/bin/ruff check agents_persist tests benchmarks examples
 echo "== mypy"
 .venv/bin/mypy agents_persist benchmarks
 echo "== docs (sphinx -W)"

@@ -7,9 +7,12 @@ import signal
 import socket
 import subprocess
 import threading
+import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 #: ``post(client, content) -> (status, body)``: one request of a framework's test client.
 Post = Callable[[Any, str], Tuple[int, Any]]
@@ -73,14 +76,39 @@ def stop(process: "subprocess.Popen[bytes]") -> None:
 
 
 @contextmanager
-def serving(command: List[str], tmp_path: Path, name: str) -> Iterator[Tuple["subprocess.Popen[bytes]", Path]]:
-    """Run ``command`` in ``tmp_path`` (importing the repository and ``tmp_path``), logging to ``<name>.log``; stop it after."""
+def serving(
+    command: List[str], tmp_path: Path, name: str, env: Optional[Mapping[str, str]] = None
+) -> Iterator[Tuple["subprocess.Popen[bytes]", Path]]:
+    """Run ``command`` in ``tmp_path`` (importing the repository and ``tmp_path``), logging to ``<name>.log``; stop it after.
+
+    ``env`` adds variables (``AGENTS_PERSIST_URL`` is unset unless given there).
+    """
     log = tmp_path / f"{name}.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
-    env.pop("AGENTS_PERSIST_URL", None)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    environment.pop("AGENTS_PERSIST_URL", None)
+    environment.update(env or {})
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield process, log
     finally:
         stop(process)
+
+
+def wait_until_answering(url: str, process: "subprocess.Popen[bytes]", log: Path, deadline: float = 60.0) -> None:
+    """Poll ``url`` until the server answers at all (any HTTP status); fail if it exits or ``deadline`` passes."""
+    import pytest
+
+    give_up = time.monotonic() + deadline
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode} before answering:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > give_up:
+            pytest.fail(f"the server did not answer within {deadline}s:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2.0):
+                return
+        except urllib.error.HTTPError:
+            return  # an answer, e.g. 404 for a thread that does not exist yet
+        except OSError:
+            time.sleep(0.2)
