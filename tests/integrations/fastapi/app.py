@@ -1,4 +1,4 @@
-"""The app factory the FastAPI tests use, in-process (TestClient) and under uvicorn."""
+"""The FastAPI tests' app: the routes of examples/fastapi_app.py on a given store, plus the few only the tests need."""
 
 from __future__ import annotations
 
@@ -6,19 +6,15 @@ import os
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Dict, Optional
 
-from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel
+from fastapi import FastAPI
 
-from agents_persist import AgentMessage, BackendUnavailableError, ConflictError
+from agents_persist import BackendUnavailableError, ConflictError
 from agents_persist.fastapi import CheckpointerDep, add_error_handlers, lifespan
-
-
-class Message(BaseModel):
-    content: str = ""
+from examples.fastapi_app import router
 
 
 def create_app(url: Optional[str], options: Optional[Dict[str, Any]] = None, *, events: Optional[list] = None) -> FastAPI:
-    """An app on ``url``: POST appends a message through ``acp.attempts`` (retried on other processes' saves)."""
+    """An app on ``url`` with the example's routes; ``events`` records what a lifespan of the user's own saw."""
 
     @asynccontextmanager
     async def mine(app: FastAPI) -> AsyncIterator[Dict[str, Any]]:
@@ -30,24 +26,11 @@ def create_app(url: Optional[str], options: Optional[Dict[str, Any]] = None, *, 
 
     app = FastAPI(lifespan=lifespan(url, wrap=mine, **(options or {})))
     add_error_handlers(app)
+    app.include_router(router)
 
     @app.get("/health")
     async def health(acp: CheckpointerDep) -> Dict[str, Any]:
         return {"pid": os.getpid(), "max_workers": acp.max_workers}
-
-    @app.post("/threads/{thread_id}/messages")
-    async def add_message(thread_id: str, message: Message, acp: CheckpointerDep) -> Dict[str, Any]:
-        async for attempt in acp.attempts(thread_id):
-            async with attempt as state:
-                state.messages.append(AgentMessage.user(message.content))
-        return {"version": state.version, "count": len(state.messages), "pid": os.getpid(), "retries": attempt.number}
-
-    @app.get("/threads/{thread_id}")
-    async def show(thread_id: str, acp: CheckpointerDep) -> Dict[str, Any]:
-        state = await acp.load(thread_id)
-        if state is None:
-            raise HTTPException(404, "not found")
-        return {"version": state.version, "count": len(state.messages)}
 
     @app.post("/conflict/{thread_id}")
     async def conflict(thread_id: str) -> None:
