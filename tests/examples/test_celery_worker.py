@@ -1,4 +1,7 @@
-"""A real Celery prefork worker (4 children) over a Redis broker: 200 tasks update one thread, none lost, none twice."""
+"""examples/celery_worker.py in a real Celery prefork worker (4 children) over a Redis broker.
+
+200 tasks update one thread: none lost, none applied twice; the beat purge task removes expired threads.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +12,28 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from celery import Celery
 from celery.result import AsyncResult
 
 from agents_persist import AgentStateSnapshot
+from tests.cli.helpers import spec_url
 from tests.fixtures.redis import AnyRedisServer
-from tests.integrations.support import stop_process
+from tests.integrations.support import ROOT, stop_process
 from tests.spec import BackendSpec
 
-ROOT = Path(__file__).resolve().parents[3]
 CHILDREN, TASKS, DUPLICATES = 4, 200, 10
 START_DEADLINE, RESULTS_DEADLINE, STOP_DEADLINE = 60.0, 180.0, 20.0
 #: Redis databases of the broker and the results (the contract suite uses db 0).
 BROKER_DB, RESULTS_DB = 13, 14
 
-#: The recipe of docs/integrations/celery.rst, configured by environment variables.
-TASKS_MODULE = "tests.integrations.celery.tasks"
+#: The example (docs/integrations/celery.rst), configured by environment variables; the worker runs in its directory.
+EXAMPLES = ROOT / "examples"
+TASKS_MODULE = "celery_worker"
 ADD_MESSAGE = f"{TASKS_MODULE}.add_message"
-#: What the worker's main process runs: the recipe, and its checkpointer used once before the children fork.
+#: What the worker's main process runs: the example, and its checkpointer used once before the children fork.
 WARM_MODULE = f"""\
 from {TASKS_MODULE} import app, checkpointer
 
@@ -63,12 +67,12 @@ def worker(request: pytest.FixtureRequest, redis_server: AnyRedisServer, tmp_pat
     spec: BackendSpec = request.getfixturevalue(f"{request.param}_spec")
     broker, results = _db_url(redis_server.url, BROKER_DB), _db_url(redis_server.url, RESULTS_DB)
     queue = f"ap-test-{uuid.uuid4().hex[:8]}"  # a queue of its own: nothing else's tasks, even on a shared Redis
-    url = f"{spec.url}?{urlencode(spec.options)}" if spec.options else spec.url  # options in the URL's query
     (tmp_path / "ap_celery_warm.py").write_text(WARM_MODULE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]), "AGENTS_PERSIST_URL": url}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]), "AGENTS_PERSIST_URL": spec_url(spec)}
     env["CELERY_QUEUE"] = queue
     env.update(CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=results)
-    command = [sys.executable, "-m", "celery", "-A", "ap_celery_warm", "worker", "-P", "prefork", "-c", str(CHILDREN)]
+    command = [sys.executable, "-m", "celery", "--workdir", str(EXAMPLES), "-A", "ap_celery_warm"]
+    command += ["worker", "-P", "prefork", "-c", str(CHILDREN)]
     command += ["-Q", queue, "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:

@@ -1,4 +1,16 @@
-"""tasks.py: agents_persist in Celery tasks, the recipe of docs/integrations/celery.rst (run for real by test_celery.py)."""
+"""A Celery worker: tasks that add a message to a conversation, and a beat task purging expired threads.
+
+Run it from a clone, after ``pip install -e ".[celery,redis]"``, with a Redis server for the broker::
+
+    celery --workdir examples -A celery_worker worker -P prefork -c 4      # 4 forked children
+    celery --workdir examples -A celery_worker beat                        # purge_expired every hour
+
+    python -c "from celery_worker import add_message; print(add_message.delay('alice', 'hi').get())"  # in examples/
+
+The broker is ``$CELERY_BROKER_URL`` (default ``redis://localhost:6379/1``, results in
+``/2``). The store is ``$AGENTS_PERSIST_URL``, else the embedded
+``sqlite:///agents_persist.db`` in the working directory.
+"""
 
 import os
 
@@ -8,7 +20,7 @@ from agents_persist import AgentMessage, from_url
 from agents_persist.celery import beat_entry, make_purge_task, task_idempotency_key
 
 app = Celery(
-    "tasks",
+    "celery_worker",
     broker=os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/1"),
     backend=os.environ.get("CELERY_RESULT_BACKEND", "redis://localhost:6379/2"),
 )
