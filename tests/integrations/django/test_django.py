@@ -16,6 +16,8 @@ from agents_persist import AgentMessage, AgentStateSnapshot, from_url
 from tests.spec import BackendSpec
 
 ROOT = Path(__file__).resolve().parents[3]
+#: The example project (examples/django_project): its package agent_site is importable from here.
+EXAMPLE_PROJECT = ROOT / "examples" / "django_project"
 SETTINGS = "tests.integrations.django.project.settings"
 DJANGO_TESTS = "tests.integrations.django.project.djangotests"
 #: TestCases in project/djangotests.py.
@@ -23,7 +25,8 @@ DJANGO_TEST_COUNT = 11
 
 
 def _env(tmp_path: Path, url: str, options: Dict[str, object], prefix: str, other_url: str = "memory://") -> Dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    path = [str(ROOT), str(EXAMPLE_PROJECT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path).rstrip(os.pathsep)}
     env.pop("AGENTS_PERSIST_URL", None)
     env.update(
         DJANGO_SETTINGS_MODULE=SETTINGS,

@@ -1,1 +1,1 @@
-"""A tiny Django project for the integration tests: run by Django's own test runner in a subprocess."""
+"""The Django integration tests' settings and TestCases, on the example project (examples/django_project)."""

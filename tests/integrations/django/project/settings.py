@@ -1,18 +1,14 @@
-"""Test settings: the store URLs come from the environment the pytest test sets (``AP_TEST_*``)."""
+"""Test settings: the example project's (examples/django_project), with the stores the pytest test sets (``AP_TEST_*``)."""
 
 from __future__ import annotations
 
 import json
 import os
 
-SECRET_KEY = "agents-persist-tests"
+from agent_site.settings import *  # noqa: F401,F403  (the example's apps, URLs and views)
+
 DEBUG = False
-ALLOWED_HOSTS = ["testserver"]
-USE_TZ = True
-INSTALLED_APPS = ["agents_persist.django"]
-MIDDLEWARE: list = []
-ROOT_URLCONF = "tests.integrations.django.project.urls"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}  # Django's TestCase wants one
 
 AGENTS_PERSIST = {
     "default": {"URL": os.environ["AP_TEST_URL"], "OPTIONS": json.loads(os.environ.get("AP_TEST_OPTIONS", "{}"))},
