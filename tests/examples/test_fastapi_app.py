@@ -11,9 +11,8 @@ from typing import Any, Dict, List, Tuple
 import httpx
 import pytest
 
-from tests.cli.helpers import spec_url
-from tests.integrations.support import ROOT, free_port, serving, wait_until_answering
-from tests.spec import BackendSpec
+from tests.examples.conftest import Served
+from tests.integrations.support import ROOT, serving, wait_until_answering
 
 WORKERS, REQUESTS = 2, 200
 
@@ -30,19 +29,13 @@ async def _hammer(base: str, thread_id: str) -> List[Tuple[int, Dict[str, Any]]]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_uvicorn_2_workers_keeps_all_200_concurrent_posts(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path, prefix: str
-) -> None:
-    spec: BackendSpec = request.getfixturevalue(f"{backend}_spec")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    thread_id = f"{prefix}uvicorn"
+def test_uvicorn_2_workers_keeps_all_200_concurrent_posts(served: Served, tmp_path: Path, prefix: str) -> None:
+    spec, base, thread_id = served.spec, served.base, f"{prefix}uvicorn"
     # as the example's docstring runs it; the store comes from the environment
     command = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "examples"), "fastapi_app:app"]
-    command += ["--workers", str(WORKERS), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(WORKERS), "--host", "127.0.0.1", "--port", str(served.port)]
     command += ["--log-level", "warning", "--timeout-graceful-shutdown", "5"]
-    with serving(command, tmp_path, "uvicorn", env={"AGENTS_PERSIST_URL": spec_url(spec)}) as (process, log):
+    with serving(command, tmp_path, "uvicorn", env=served.env) as (process, log):
         wait_until_answering(f"{base}/threads/{thread_id}", process, log)  # 404: up, and nothing stored yet
         started = time.monotonic()
         replies = asyncio.run(_hammer(base, thread_id))
@@ -60,6 +53,6 @@ def test_uvicorn_2_workers_keeps_all_200_concurrent_posts(
     pids = {body["pid"] for _, body in replies}
     retries = sum(body["retries"] for _, body in replies)
     print(
-        f"\nuvicorn[{backend}]: {REQUESTS} concurrent POSTs in {elapsed:.2f}s served by {len(pids)} workers, "
+        f"\nuvicorn[{spec.name}]: {REQUESTS} concurrent POSTs in {elapsed:.2f}s served by {len(pids)} workers, "
         f"{retries} conflict retries; stored {len(state.messages)} messages"
     )

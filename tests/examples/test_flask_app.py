@@ -12,25 +12,18 @@ from typing import Any, Tuple
 
 import pytest
 
-from tests.cli.helpers import spec_url
-from tests.integrations.support import ROOT, expected_contents, free_port, hammer, serving, wait_until_answering
-from tests.spec import BackendSpec
+from tests.examples.conftest import Served
+from tests.integrations.support import ROOT, expected_contents, hammer, serving, wait_until_answering
 
 WORKERS, CLIENT_THREADS, POSTS = 4, 4, 50
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_gunicorn_preload_4_workers_keeps_every_post(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path, prefix: str
-) -> None:
-    spec: BackendSpec = request.getfixturevalue(f"{backend}_spec")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    thread_id = f"{prefix}gunicorn"
+def test_gunicorn_preload_4_workers_keeps_every_post(served: Served, tmp_path: Path, prefix: str) -> None:
+    spec, base, thread_id = served.spec, served.base, f"{prefix}gunicorn"
     # as the example's docstring runs it; the store comes from the environment
     command = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "--preload", "--chdir", str(ROOT / "examples")]
-    command += ["-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "flask_app:create_app()"]
+    command += ["-b", f"127.0.0.1:{served.port}", "--graceful-timeout", "5", "flask_app:create_app()"]
 
     def post(_: None, content: str) -> Tuple[int, Any]:
         body = json.dumps({"content": content}).encode()
@@ -41,7 +34,7 @@ def test_gunicorn_preload_4_workers_keeps_every_post(
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")
 
-    with serving(command, tmp_path, "gunicorn", env={"AGENTS_PERSIST_URL": spec_url(spec)}) as (process, log):
+    with serving(command, tmp_path, "gunicorn", env=served.env) as (process, log):
         wait_until_answering(f"{base}/threads/{thread_id}", process, log)  # 404: up, and nothing stored yet
         started = time.monotonic()
         results, failures = hammer(lambda: None, post, CLIENT_THREADS, POSTS)
@@ -59,4 +52,4 @@ def test_gunicorn_preload_4_workers_keeps_every_post(
             assert sorted(m.content for m in state.messages) == expected_contents(CLIENT_THREADS, POSTS)
         finally:
             checkpointer.delete(thread_id)
-    print(f"\ngunicorn[{backend}]: {total} POSTs from {CLIENT_THREADS} threads in {elapsed:.2f}s on {len(pids)} workers")
+    print(f"\ngunicorn[{spec.name}]: {total} POSTs from {CLIENT_THREADS} threads in {elapsed:.2f}s on {len(pids)} workers")

@@ -1,4 +1,4 @@
-"""agents_persist.celery's helpers in-process (the worker itself is in test_celery.py)."""
+"""agents_persist.celery's helpers in-process (the worker itself: tests/examples/test_celery_worker.py)."""
 
 from __future__ import annotations
 
