@@ -128,7 +128,7 @@ class FaultSchedule:
         self.enabled = enabled
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self._forced: Dict[str, Deque[Fault]] = {where: collections.deque() for where in (CONNECT, UP, DOWN)}
+        self._forced: Dict[str, Deque[Tuple[Fault, bytes]]] = {where: collections.deque() for where in (CONNECT, UP, DOWN)}
 
     def pause(self) -> None:
         """Stop injecting faults (queued forced faults stay queued)."""
@@ -137,23 +137,30 @@ class FaultSchedule:
     def resume(self) -> None:
         self.enabled = True
 
-    def force(self, fault: Fault, where: str = UP) -> None:
-        """Give ``fault`` to the next connection (``where="connect"``) or chunk in direction ``where``, enabled or not."""
+    def force(self, fault: Fault, where: str = UP, *, match: bytes = b"") -> None:
+        """Give ``fault`` to the next connection (``where="connect"``) or chunk in direction ``where``, enabled or not.
+
+        With ``match``, to the next chunk containing those bytes (a command
+        name, a query), earlier chunks passing untouched. Forced faults strike
+        in the order they were queued.
+        """
         with self._lock:
-            self._forced[where].append(fault)
+            self._forced[where].append((fault, match))
 
     def on_connect(self) -> Optional[Fault]:
         """The fault a newly accepted connection meets, if any."""
-        return self._decide(CONNECT, 0, self.connect_rate)
+        return self._decide(CONNECT, b"", self.connect_rate)
 
-    def on_chunk(self, direction: str, size: int) -> Optional[Fault]:
-        """The fault a chunk of ``size`` bytes passing in ``direction`` meets, if any."""
-        return self._decide(direction, size, self.chunk_rate if direction in self.directions else 0.0)
+    def on_chunk(self, direction: str, data: bytes) -> Optional[Fault]:
+        """The fault the chunk ``data`` passing in ``direction`` meets, if any."""
+        return self._decide(direction, data, self.chunk_rate if direction in self.directions else 0.0)
 
-    def _decide(self, where: str, size: int, rate: float) -> Optional[Fault]:
+    def _decide(self, where: str, data: bytes, rate: float) -> Optional[Fault]:
+        size = len(data)
         with self._lock:
-            if self._forced[where]:
-                return self._forced[where].popleft()
+            forced = self._forced[where]
+            if forced and forced[0][1] in data:
+                return forced.popleft()[0]
             if not self.enabled or not self.kinds or self._random.random() >= rate:
                 return None
             kind = self._random.choices(self.kinds, self.weights)[0]
@@ -441,7 +448,7 @@ class FaultProxy:
 
     def _forward(self, connection: _Connection, direction: str, data: bytes, sink: socket.socket) -> bool:
         """Pass one chunk on through whatever fault it meets; False once this direction is over."""
-        fault = self.schedule.on_chunk(direction, len(data))
+        fault = self.schedule.on_chunk(direction, data)
         if fault is not None:
             self._record(connection, direction, fault, len(data))
             if fault.kind == DELAY:

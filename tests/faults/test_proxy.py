@@ -100,7 +100,7 @@ def test_forwards_both_ways_unchanged(proxy: FaultProxy) -> None:
         sock.sendall(payload)
         assert read_all(sock, len(payload)) == payload
     assert sum(proxy.counts.values()) == 0
-    assert proxy.forwarded["up"] == proxy.forwarded["down"] == len(payload)
+    assert wait_for(lambda: proxy.forwarded["up"] == proxy.forwarded["down"] == len(payload))
 
 
 def test_cut_forwards_part_of_the_chunk_then_closes(proxy: FaultProxy, echo: EchoServer) -> None:
@@ -196,6 +196,16 @@ def test_blackhole_at_accept_never_connects_upstream(proxy: FaultProxy, echo: Ec
     assert echo.received == []
 
 
+def test_forced_fault_waits_for_a_matching_chunk(proxy: FaultProxy, echo: EchoServer) -> None:
+    proxy.schedule.force(Fault(CUT, after_bytes=2), "up", match=b"SELECT")
+    with connect(proxy) as sock:
+        sock.sendall(b"PING")
+        assert read_all(sock, 4) == b"PING"
+        sock.sendall(b"SELECT 1")
+        assert read_all(sock, 8) in (b"", b"SE")
+    assert wait_for(lambda: bytes(echo.received[0]) == b"PINGSE")
+
+
 def test_cut_all_closes_live_connections(proxy: FaultProxy) -> None:
     socks = [connect(proxy) for _ in range(3)]
     for sock in socks:
@@ -210,7 +220,7 @@ def test_cut_all_closes_live_connections(proxy: FaultProxy) -> None:
 def test_same_seed_same_decisions() -> None:
     def decisions(seed: int) -> List[object]:
         schedule = FaultSchedule(seed, chunk_rate=0.3, connect_rate=0.3)
-        return [schedule.on_chunk("up", 100) if i % 3 else schedule.on_connect() for i in range(300)]
+        return [schedule.on_chunk("up", bytes(100)) if i % 3 else schedule.on_connect() for i in range(300)]
 
     first = decisions(7)
     assert first == decisions(7) != decisions(8)
