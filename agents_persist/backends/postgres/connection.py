@@ -362,7 +362,9 @@ class Connections:
                 conn.autocommit = True
                 if self._cursor_class is not None:
                     conn.cursor_factory = self._cursor_class
-                with conn.cursor() as cursor:
+                # Under the deadline too: a connection that never answers this query must not block the
+                # call forever. No cancel by process ID (maybe a pooler's made-up one): cut at the deadline.
+                with self._watchdog.guard(conn.fileno()), conn.cursor() as cursor:
                     cursor.execute("SELECT pg_backend_pid()")
                     (server_pid,) = cursor.fetchone()
             except BaseException:
