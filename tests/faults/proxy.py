@@ -38,6 +38,7 @@ delivered or dropped, so a test can tell what a failed call did in the end.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import random
 import socket
 import struct
@@ -128,7 +129,7 @@ class FaultSchedule:
         self.enabled = enabled
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self._forced: Dict[str, Deque[Tuple[Fault, bytes]]] = {where: collections.deque() for where in (CONNECT, UP, DOWN)}
+        self._forced: Dict[str, Deque[Tuple[Fault, bytes, Optional[int]]]] = {w: collections.deque() for w in (CONNECT, UP, DOWN)}
 
     def pause(self) -> None:
         """Stop injecting faults (queued forced faults stay queued)."""
@@ -137,15 +138,17 @@ class FaultSchedule:
     def resume(self) -> None:
         self.enabled = True
 
-    def force(self, fault: Fault, where: str = UP, *, match: bytes = b"") -> None:
+    def force(self, fault: Fault, where: str = UP, *, match: bytes = b"", offset: Optional[int] = None) -> None:
         """Give ``fault`` to the next connection (``where="connect"``) or chunk in direction ``where``, enabled or not.
 
         With ``match``, to the next chunk containing those bytes (a command
-        name, a query), earlier chunks passing untouched. Forced faults strike
-        in the order they were queued.
+        name, a query, a header), earlier chunks passing untouched; with
+        ``offset`` too, the fault's ``after_bytes`` counts from where the
+        match starts (``len(match)``: right after it). Forced faults strike in
+        the order they were queued.
         """
         with self._lock:
-            self._forced[where].append((fault, match))
+            self._forced[where].append((fault, match, offset))
 
     def on_connect(self) -> Optional[Fault]:
         """The fault a newly accepted connection meets, if any."""
@@ -160,7 +163,10 @@ class FaultSchedule:
         with self._lock:
             forced = self._forced[where]
             if forced and forced[0][1] in data:
-                return forced.popleft()[0]
+                fault, match, offset = forced.popleft()
+                if offset is None:
+                    return fault
+                return dataclasses.replace(fault, after_bytes=data.index(match) + offset)
             if not self.enabled or not self.kinds or self._random.random() >= rate:
                 return None
             kind = self._random.choices(self.kinds, self.weights)[0]
