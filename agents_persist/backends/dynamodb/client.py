@@ -13,11 +13,18 @@ sent (connection refused, connect timeout) cannot have; any other failure
 (a read timeout, a connection closed while waiting, a 5xx answer) may have.
 A :class:`~agents_persist.errors.BackendUnavailableError` from a call that
 commits (:data:`COMMITTING_OPERATIONS`) carries ``maybe_applied`` accordingly.
+
+A response cut short (a dropped connection) is never parsed: botocore
+neither enforces ``Content-Length`` nor sees a header block cut at end of
+stream, so :func:`response_complete` checks every response before it is
+parsed; an incomplete one raises ``ConnectionClosedError`` (not retried by
+botocore; the request reached the server).
 """
 
 from __future__ import annotations
 
 import threading
+import zlib
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
@@ -74,6 +81,21 @@ DRIVER_LOGGERS = ("botocore", "boto3", "urllib3")
 #: The calls that can commit a save or a delete (the conditional write of a head item). The others read,
 #: or write chunk items no committed head lists yet: a failure of those never changes what a load returns.
 COMMITTING_OPERATIONS = frozenset({"put_item", "delete_item", "transact_write_items"})
+
+
+def response_complete(response_dict: Dict[str, Any]) -> bool:
+    """Whether botocore's ``response_dict`` holds a whole response: its ``x-amz-crc32``, else ``Content-Length``, agrees."""
+    body = response_dict.get("body")
+    if not isinstance(body, (bytes, bytearray)):
+        return True  # a stream: not read here
+    headers = response_dict.get("headers") or {}
+    checksum = headers.get("x-amz-crc32")
+    if checksum is not None:
+        return checksum.isdigit() and zlib.crc32(body) & 0xFFFFFFFF == int(checksum)
+    length = headers.get("content-length")
+    if length is not None:
+        return length.isdigit() and int(length) == len(body)
+    return "chunked" in headers.get("transfer-encoding", "").lower()
 
 
 def _status(exc: Any) -> int:
@@ -195,7 +217,17 @@ class DynamoDbClient:
     def _hooked(self, client: Any) -> Any:
         """``client`` with this object's hook on its ``needs-retry`` event (once per client and object)."""
         client.meta.events.register("needs-retry.dynamodb", self._on_attempt, unique_id=self._hook_id)
+        client.meta.events.register("before-parse.dynamodb", self._on_response, unique_id=self._hook_id + "-parse")
         return client
+
+    def _on_response(self, response_dict: Dict[str, Any], **_: Any) -> None:
+        """Before botocore parses a response: one cut short raises (as a connection closed mid-answer would)."""
+        if response_complete(response_dict):
+            return
+        from botocore.exceptions import ConnectionClosedError
+
+        self._calls.reached = True  # the server answered, so it ran the request
+        raise ConnectionClosedError(endpoint_url=redact_url(self.endpoint_url) if self.endpoint_url else "DynamoDB")
 
     def _on_attempt(self, caught_exception: Optional[BaseException] = None, response: Any = None, **_: Any) -> None:
         """After every HTTP attempt: note whether it may have been applied (returns None: botocore decides on retries)."""
@@ -300,6 +332,7 @@ class DynamoDbClient:
                 client.close()
         elif self._client is not None:
             self._client.meta.events.unregister("needs-retry.dynamodb", unique_id=self._hook_id)
+            self._client.meta.events.unregister("before-parse.dynamodb", unique_id=self._hook_id + "-parse")
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: never touch the parent's sockets."""
