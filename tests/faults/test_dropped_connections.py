@@ -63,6 +63,8 @@ class Target:
     #: The documented longest call at these options, before the margin.
     bound: float
     settings: Dict[str, Any] = field(default_factory=dict)
+    #: Share of new connections that meet a fault (botocore opens one per request on moto: fewer there).
+    connect_rate: float = 0.12
 
 
 @pytest.fixture
@@ -118,14 +120,15 @@ def dynamodb_target(dynamodb_server: Any) -> Target:
         {"timeout": 10.0, "create_table": True, **CREDENTIALS},
         # botocore: each attempt connects and waits for its reply; a call may take two requests (read, then write).
         bound=2 * attempts * 2 * TIMEOUT,
+        connect_rate=0.03,
     )
 
 
-def schedule() -> FaultSchedule:
+def schedule(connect_rate: float) -> FaultSchedule:
     return FaultSchedule(
         SEED,
         chunk_rate=0.03,
-        connect_rate=0.04,
+        connect_rate=connect_rate,
         weights={CUT: 1.0, DELAY: 1.0, BLACKHOLE: 0.7, RESET: 1.0},
         delay=(0.05, 2.0 * TIMEOUT),
         enabled=False,
@@ -136,7 +139,7 @@ def schedule() -> FaultSchedule:
 def test_dropped_connections(backend: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
     target: Target = request.getfixturevalue(f"{backend}_target")
     oracle = from_url(target.url(target.server), **target.oracle_options)
-    proxy = FaultProxy(target.server, schedule())
+    proxy = FaultProxy(target.server, schedule(target.connect_rate))
     cp: Checkpointer = from_url(target.url(proxy.address), **target.options)
     try:
         oracle.exists("faults:setup")  # creates the tables / table before any fault

@@ -36,6 +36,7 @@ import collections
 import random
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -208,7 +209,8 @@ class _Worker:
             if error is not None:
                 report.errors[type(error).__name__] += 1
                 if not isinstance(error, AgentsPersistError):
-                    report.untyped.append(f"{name}: {type(error).__module__}.{type(error).__name__}: {error}")
+                    where = "".join(traceback.format_exception(error)[-6:])
+                    report.untyped.append(f"{name}: {type(error).__module__}.{type(error).__name__}: {error}\n{where}")
         if error is not None:
             raise _Failed(error, ended)
         return result
@@ -297,7 +299,10 @@ class _Worker:
             applied = True
         else:
             self.model[tid] = stored
-            what = f"{name} {tid} raised {error!r}; stored is neither before (v{version(before)}) nor after (v{version(after)}): v{version(stored)}"
+            what = (
+                f"{name} {tid} raised {error!r}; stored is neither before (v{version(before)}) "
+                f"nor after (v{version(after)}): v{version(stored)}"
+            )
             (self.lost if before is not None else self.fail)(what)
             return None
         self.model[tid] = after if applied else before
@@ -536,5 +541,6 @@ def _recover(worker: _Worker, report: Report) -> None:
             report.recovery.append(f"{tid} after the faults: {type(exc).__name__}: {exc}")
             continue
         final = worker.run.oracle_read(tid)
-        if final is None or final.version != version(want) + 1 or final.state.messages[:-1] != (want.state.messages if want else []):
+        kept = want.state.messages if want is not None else []
+        if final is None or final.version != version(want) + 1 or final.state.messages[:-1] != kept:
             report.lost.append(f"oracle after the faults {tid}: v{version(final)}, model v{version(want)} + 1")
