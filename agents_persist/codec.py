@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union, 
 import msgspec
 
 from .errors import CorruptSnapshotError, SerializationError, UnsupportedFormatError
-from .models import AgentMessage, AgentStateSnapshot, HitlInterrupt, TodoItem
+from .models import AgentMessage, AgentStateSnapshot, HitlInterrupt, TodoItem, decode_arguments
 
 __all__ = [
     "FORMAT_VERSION",
@@ -146,10 +146,43 @@ _get_content = attrgetter("content")
 _get_metadata = attrgetter("metadata")
 _get_tool_calls = attrgetter("tool_calls")
 _get_refs = attrgetter("tool_call_id", "name")
+#: Provider fields that are None or a str; None in plain messages, so each is checked with one C-level set pass.
+_PROVIDER_STR_FIELDS = ("refusal", "item_type", "item_id", "status")
+_OPTIONAL_STR_FIELDS = ("tool_call_id", "name") + _PROVIDER_STR_FIELDS
+_provider_getters = [attrgetter(field) for field in _PROVIDER_STR_FIELDS]
+_get_extra = attrgetter("extra")
 _get_call_names = attrgetter("id", "name")
 _get_arguments = attrgetter("arguments")
+_get_raw_arguments = attrgetter("raw_arguments")
 _OPTIONAL_STR = {str, type(None)}
+_NONE_ONLY = {None}
 _PER_MESSAGE_BATCH = 4
+
+
+def _provider_fields_are_valid(messages: Sequence[Any]) -> bool:
+    for getter in _provider_getters:
+        try:
+            values = set(map(getter, messages))
+        except TypeError:  # unhashable, so not a str
+            return False
+        if not values <= _NONE_ONLY and not set(map(type, values)) <= _OPTIONAL_STR:
+            return False
+    return True
+
+
+def _raw_arguments_agree(calls: List[Any]) -> bool:
+    """Whether each call's ``raw_arguments`` (if any) still decodes to its ``arguments``.
+
+    Construction checks this; an ``arguments`` dict changed in place since
+    would make stored bytes that no load accepts. Calls without a raw string
+    (the usual case) cost one C-level pass.
+    """
+    if set(map(_get_raw_arguments, calls)) <= _NONE_ONLY:
+        return True
+    try:
+        return all(decode_arguments(c.raw_arguments, c.id) == c.arguments for c in calls if c.raw_arguments is not None)
+    except ValueError:
+        return False
 
 
 def _batch_is_valid(messages: Sequence[Any]) -> bool:
@@ -157,10 +190,13 @@ def _batch_is_valid(messages: Sequence[Any]) -> bool:
     if set(map(type, messages)) != {AgentMessage}:
         return False
     metadata = list(map(_get_metadata, messages))
+    extras = list(map(_get_extra, messages))
     calls_per_message = list(map(_get_tool_calls, messages))
-    if set(map(type, metadata)) != {dict} or set(map(type, calls_per_message)) != {tuple}:
+    if set(map(type, chain(metadata, extras))) != {dict} or set(map(type, calls_per_message)) != {tuple}:
         return False
     if not set(map(type, chain.from_iterable(map(_get_refs, messages)))) <= _OPTIONAL_STR:
+        return False
+    if not _provider_fields_are_valid(messages):
         return False
     calls = list(chain.from_iterable(calls_per_message))
     arguments = list(map(_get_arguments, calls))
@@ -168,7 +204,9 @@ def _batch_is_valid(messages: Sequence[Any]) -> bool:
         set(map(type, chain.from_iterable(map(_get_call_names, calls)))) != {str} or set(map(type, arguments)) != {dict}
     ):
         return False
-    return _all_json_like([*map(_get_content, messages), *filter(None, metadata), *arguments])
+    return _all_json_like([*map(_get_content, messages), *filter(None, metadata), *filter(None, extras), *arguments]) and (
+        not calls or _raw_arguments_agree(calls)
+    )
 
 
 def _check_message(message: Any, index: int, thread_id: Optional[str]) -> None:
@@ -180,14 +218,16 @@ def _check_message(message: Any, index: int, thread_id: Optional[str]) -> None:
 
 
 def _explain_bad_message(message: AgentMessage, where: str, thread_id: Optional[str]) -> None:
-    for field in ("tool_call_id", "name"):
+    for field in _OPTIONAL_STR_FIELDS:
         value = getattr(message, field)
         if value is not None and type(value) is not str:
             raise SerializationError(f"{where}.{field} is a {type(value).__name__}, not a str", thread_id=thread_id)
     ensure_json_like(message.content, f"{where}.content", thread_id)
-    if type(message.metadata) is not dict:
-        raise SerializationError(f"{where}.metadata is a {type(message.metadata).__name__}, not a dict", thread_id=thread_id)
-    ensure_json_like(message.metadata, f"{where}.metadata", thread_id)
+    for field in ("metadata", "extra"):
+        value = getattr(message, field)
+        if type(value) is not dict:
+            raise SerializationError(f"{where}.{field} is a {type(value).__name__}, not a dict", thread_id=thread_id)
+        ensure_json_like(value, f"{where}.{field}", thread_id)
     if type(message.tool_calls) is not tuple:
         raise SerializationError(f"{where}.tool_calls is a {type(message.tool_calls).__name__}, not a tuple", thread_id=thread_id)
     for call in message.tool_calls:
@@ -197,6 +237,10 @@ def _explain_bad_message(message: AgentMessage, where: str, thread_id: Optional[
         if type(call.arguments) is not dict:
             raise SerializationError(f"{call_where}.arguments is not a dict", thread_id=thread_id)
         ensure_json_like(call.arguments, f"{call_where}.arguments", thread_id)
+        if not _raw_arguments_agree([call]):
+            raise SerializationError(
+                f"{call_where}.arguments no longer match its raw_arguments (changed in place?)", thread_id=thread_id
+            )
     raise AssertionError(f"{where}: the fast message check and its explanation disagree")  # pragma: no cover
 
 
@@ -218,6 +262,11 @@ def check_messages(messages: Sequence[Any], start: int = 0, thread_id: Optional[
                 or m.tool_calls
                 or m.tool_call_id is not None
                 or m.name is not None
+                or m.extra
+                or m.refusal is not None
+                or m.item_type is not None
+                or m.item_id is not None
+                or m.status is not None
             ):
                 _check_message(m, start + i, thread_id)
         return

@@ -119,6 +119,7 @@ _ROLE_STYLE = {
     "user": ("flex-end", "#dbeafe", "#93c5fd"),
     "assistant": ("flex-start", "#f3f4f6", "#d1d5db"),
     "system": ("center", "#fef9c3", "#fde047"),
+    "developer": ("center", "#fef9c3", "#fde047"),
     "tool": ("flex-start", "#dcfce7", "#86efac"),
 }
 _TODO_MARK = {"pending": "○", "in_progress": "◐", "completed": "✓", "cancelled": "✗"}

@@ -46,10 +46,10 @@ __all__ = [
 JsonValue = Any
 """A JSON-like value: None, bool, int, float, str, list, or dict with str keys."""
 
-Role = Literal["user", "assistant", "system", "tool"]
+Role = Literal["user", "assistant", "system", "developer", "tool"]
 TodoStatus = Literal["pending", "in_progress", "completed", "cancelled"]
 
-ROLES: Tuple[str, ...] = ("user", "assistant", "system", "tool")
+ROLES: Tuple[str, ...] = ("user", "assistant", "system", "developer", "tool")
 TODO_STATUSES: Tuple[str, ...] = ("pending", "in_progress", "completed", "cancelled")
 
 
@@ -60,37 +60,63 @@ def _utcnow() -> datetime:
 class ToolCall(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """A tool (function) call requested by the assistant.
 
-    ``arguments`` is the decoded argument object; OpenAI-style dicts carry it
-    as a JSON string, which :meth:`AgentMessage.from_openai` parses.
+    ``arguments`` is the decoded argument object. ``raw_arguments`` is the
+    argument string exactly as the model sent it (OpenAI chat and Responses
+    carry arguments as a JSON string), kept byte for byte so that
+    :meth:`to_openai` gives back what came in; it is None for calls built
+    from decoded arguments (Anthropic ``tool_use`` blocks, hand-made calls).
+
+    Given only ``raw_arguments``, ``arguments`` is decoded from it. Given
+    both, they must agree (``raw_arguments`` decodes to ``arguments``), or
+    :class:`~agents_persist.errors.InvalidArgumentError` is raised: a call can
+    never carry one set of arguments for the tool and another for the model.
+    To change the arguments, replace both (``raw_arguments=None`` keeps only
+    the decoded form). A blank string decodes to ``{}``; anything that is not
+    a JSON object is refused.
     """
 
     id: str
     name: str
     arguments: Dict[str, JsonValue] = {}
+    raw_arguments: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        raw = self.raw_arguments
+        if raw is None:
+            return
+        decoded = decode_arguments(raw, self.id)
+        if not self.arguments:
+            msgspec.structs.force_setattr(self, "arguments", decoded)
+        elif decoded != self.arguments:
+            raise InvalidArgumentError(
+                f"tool call {self.id!r}: raw_arguments and arguments disagree (pass raw_arguments=None to keep only arguments)"
+            )
 
     def to_openai(self) -> Dict[str, Any]:
-        """Return the OpenAI chat ``tool_calls`` entry for this call."""
-        return {
-            "id": self.id,
-            "type": "function",
-            "function": {"name": self.name, "arguments": json.dumps(self.arguments)},
-        }
+        """Return the OpenAI chat ``tool_calls`` entry for this call (``raw_arguments`` when present)."""
+        from .formats import openai_chat
+
+        return openai_chat.tool_call_to_openai(self)
 
     @classmethod
     def from_openai(cls, data: Mapping[str, Any]) -> "ToolCall":
-        """Build a call from an OpenAI chat ``tool_calls`` entry."""
-        function = data.get("function") or {}
-        raw = function.get("arguments", "{}")
-        if isinstance(raw, str):
-            try:
-                arguments = json.loads(raw) if raw.strip() else {}
-            except ValueError as exc:
-                raise InvalidArgumentError(f"tool call {data.get('id')!r} has arguments that are not JSON") from exc
-        else:
-            arguments = raw
-        if not isinstance(arguments, dict):
-            raise InvalidArgumentError(f"tool call {data.get('id')!r} arguments must be a JSON object")
-        return cls(id=str(data.get("id", "")), name=str(function.get("name", "")), arguments=arguments)
+        """Build a call from an OpenAI chat ``tool_calls`` entry, keeping its argument string."""
+        from .formats import openai_chat
+
+        return openai_chat.tool_call_from_openai(data)
+
+
+def decode_arguments(raw: Any, call_id: Any) -> Dict[str, JsonValue]:
+    """Decode a tool call's argument string (blank is ``{}``); anything but a JSON object is refused."""
+    if type(raw) is not str:
+        raise InvalidArgumentError(f"tool call {call_id!r}: raw_arguments must be a str, not {type(raw).__name__}")
+    try:
+        arguments = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise InvalidArgumentError(f"tool call {call_id!r} has arguments that are not JSON") from exc
+    if not isinstance(arguments, dict):
+        raise InvalidArgumentError(f"tool call {call_id!r} arguments must be a JSON object")
+    return arguments
 
 
 class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
@@ -98,7 +124,11 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
     ``content`` is text, or structured JSON-like data (for example a list of
     content parts). Build messages with :meth:`user`, :meth:`assistant`,
-    :meth:`system` and :meth:`tool`, or from OpenAI-style dicts.
+    :meth:`system`, :meth:`developer` and :meth:`tool`, or convert them from
+    and to provider formats without loss: OpenAI chat (:meth:`from_openai`,
+    :meth:`to_openai`), OpenAI Responses items (:meth:`from_responses`,
+    :meth:`to_responses`) and Anthropic Messages (:meth:`from_anthropic`,
+    :meth:`to_anthropic`); see :doc:`/integrations/formats`.
     """
 
     role: Role
@@ -107,6 +137,18 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     tool_call_id: Optional[str] = None
     name: Optional[str] = None
     metadata: Dict[str, JsonValue] = {}
+    #: The assistant's refusal text (OpenAI chat ``refusal``).
+    refusal: Optional[str] = None
+    #: The OpenAI Responses item type (``message``, ``function_call``, ``reasoning``, ...); None otherwise.
+    item_type: Optional[str] = None
+    #: The provider's id of this item (OpenAI Responses ``id``).
+    item_id: Optional[str] = None
+    #: The provider's status of this item (OpenAI Responses ``in_progress``, ``completed``, ``incomplete``).
+    status: Optional[str] = None
+    #: Provider fields with no field of their own, kept verbatim per format:
+    #: ``{"openai": {...}, "responses": {...}, "anthropic": {...}}``. Each
+    #: converter reads and writes only its own key (see :doc:`/integrations/formats`).
+    extra: Dict[str, JsonValue] = {}
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -136,6 +178,11 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
         return cls(role="system", content=content, **fields)
 
     @classmethod
+    def developer(cls, content: JsonValue, **fields: Any) -> "AgentMessage":
+        """Developer instructions (OpenAI's successor of the system prompt)."""
+        return cls(role="developer", content=content, **fields)
+
+    @classmethod
     def tool(cls, content: JsonValue, *, tool_call_id: str, **fields: Any) -> "AgentMessage":
         """The result of the tool call ``tool_call_id``."""
         return cls(role="tool", content=content, tool_call_id=tool_call_id, **fields)
@@ -145,28 +192,61 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
         return msgspec.structs.replace(self, **changes)
 
     def to_openai(self) -> Dict[str, Any]:
-        """Return this message as an OpenAI-style chat dict (``metadata`` is not included)."""
-        data: Dict[str, Any] = {"role": self.role, "content": self.content}
-        if self.tool_calls:
-            data["tool_calls"] = [call.to_openai() for call in self.tool_calls]
-        if self.tool_call_id is not None:
-            data["tool_call_id"] = self.tool_call_id
-        if self.name is not None:
-            data["name"] = self.name
-        return data
+        """Return this message as an OpenAI chat dict (``metadata`` is not included).
+
+        See :func:`agents_persist.formats.openai_chat.to_openai`.
+        """
+        from .formats import openai_chat
+
+        return openai_chat.to_openai(self)
 
     @classmethod
-    def from_openai(cls, data: Mapping[str, Any]) -> "AgentMessage":
-        """Build a message from an OpenAI-style chat dict."""
-        if "role" not in data:
-            raise InvalidArgumentError("an OpenAI chat message needs a 'role'")
-        return cls(
-            role=data["role"],
-            content=data.get("content", ""),
-            tool_calls=tuple(ToolCall.from_openai(c) for c in data.get("tool_calls") or ()),
-            tool_call_id=data.get("tool_call_id"),
-            name=data.get("name"),
-        )
+    def from_openai(cls, data: Any) -> "AgentMessage":
+        """Build a message from an OpenAI chat dict (or an SDK object with ``model_dump()``), without loss.
+
+        See :func:`agents_persist.formats.openai_chat.from_openai`.
+        """
+        from .formats import openai_chat
+
+        return openai_chat.from_openai(data)
+
+    def to_responses(self) -> List[Dict[str, Any]]:
+        """Return this message as OpenAI Responses input items (one for a message read from one).
+
+        See :func:`agents_persist.formats.openai_responses.to_responses`.
+        """
+        from .formats import openai_responses
+
+        return openai_responses.to_responses(self)
+
+    @classmethod
+    def from_responses(cls, item: Any) -> "AgentMessage":
+        """Build a message from one OpenAI Responses item (dict or SDK object), without loss.
+
+        See :func:`agents_persist.formats.openai_responses.from_responses`.
+        """
+        from .formats import openai_responses
+
+        return openai_responses.from_responses(item)
+
+    def to_anthropic(self) -> Dict[str, Any]:
+        """Return this message as an Anthropic Messages ``MessageParam`` dict.
+
+        See :func:`agents_persist.formats.anthropic.to_anthropic`.
+        """
+        from .formats import anthropic
+
+        return anthropic.to_anthropic(self)
+
+    @classmethod
+    def from_anthropic(cls, data: Any) -> "AgentMessage":
+        """Build a message from an Anthropic message (dict, or the SDK's own objects), without loss.
+
+        See :func:`agents_persist.formats.anthropic.from_anthropic`.
+        """
+        from .formats import anthropic
+
+        return anthropic.from_anthropic(data)
 
     def __repr__(self) -> str:
         return display.message_repr(self)
@@ -280,6 +360,19 @@ class AgentStateSnapshot(msgspec.Struct, eq=False):
     def to_openai_messages(self) -> List[Dict[str, Any]]:
         """Return the messages as OpenAI-style chat dicts."""
         return [message.to_openai() for message in self.messages]
+
+    def to_responses_items(self) -> List[Dict[str, Any]]:
+        """Return the messages as OpenAI Responses input items, in order."""
+        return [item for message in self.messages for item in message.to_responses()]
+
+    def to_anthropic_messages(self) -> List[Dict[str, Any]]:
+        """Return the messages as Anthropic ``MessageParam`` dicts, leaving out ``system`` and ``developer`` ones.
+
+        Anthropic takes the system prompt as the ``system`` parameter, not as a message.
+        """
+        from .formats import anthropic
+
+        return anthropic.to_anthropic_messages(self.messages)
 
     def __repr__(self) -> str:
         return display.snapshot_repr(self)
