@@ -156,6 +156,7 @@ _get_arguments = attrgetter("arguments")
 _get_raw_arguments = attrgetter("raw_arguments")
 _OPTIONAL_STR = {str, type(None)}
 _NONE_ONLY = {None}
+_EMPTY: Dict[str, Any] = {}  # compared with, never changed
 _PER_MESSAGE_BATCH = 4
 
 
@@ -258,11 +259,11 @@ def check_messages(messages: Sequence[Any], start: int = 0, thread_id: Optional[
             if (
                 type(m) is not AgentMessage
                 or type(m.content) is not str
-                or m.metadata
+                or m.metadata != _EMPTY  # not just falsy: None and [] must be named, not stored
                 or m.tool_calls
                 or m.tool_call_id is not None
                 or m.name is not None
-                or m.extra
+                or m.extra != _EMPTY
                 or m.refusal is not None
                 or m.item_type is not None
                 or m.item_id is not None

@@ -323,7 +323,37 @@ SCHEMA_VIOLATIONS = {
     "message-metadata-list": lambda: AgentStateSnapshot(messages=[AgentMessage.user("hi", metadata=[1])]),  # type: ignore[arg-type]
     "snapshot-metadata-list": lambda: AgentStateSnapshot(metadata=[1, 2]),  # type: ignore[arg-type]
     "interrupt-created-at-str": lambda: AgentStateSnapshot(current_interrupt=HitlInterrupt("t", created_at="yesterday")),  # type: ignore[arg-type]
+    # the provider fields (agents_persist.formats): not type-checked at construction, so by the codec
+    "refusal-int": lambda: AgentStateSnapshot(messages=[AgentMessage.assistant("", refusal=7)]),
+    "item-type-list": lambda: AgentStateSnapshot(messages=[AgentMessage.assistant("", item_type=["reasoning"])]),
+    "item-id-int": lambda: AgentStateSnapshot(messages=[AgentMessage.user("hi", item_id=3)]),
+    "status-bytes": lambda: AgentStateSnapshot(messages=[AgentMessage.user("hi", status=b"completed")]),
+    "extra-list": lambda: AgentStateSnapshot(messages=[AgentMessage.user("hi", extra=["openai"])]),
+    "message-metadata-none": lambda: AgentStateSnapshot(messages=[AgentMessage.user("hi", metadata=None)]),
+    "extra-none": lambda: AgentStateSnapshot(messages=[AgentMessage.user("hi", extra=None)]),
+    "extra-not-json-like": lambda: AgentStateSnapshot(messages=[AgentMessage.user("hi", extra={"openai": {"audio": {1, 2}}})]),
+    "extra-non-str-key": lambda: AgentStateSnapshot(messages=[AgentMessage.user("hi", extra={"responses": {1: "x"}})]),
+    "raw-arguments-changed-in-place": lambda: AgentStateSnapshot(messages=[_assistant_with_arguments_changed_in_place()]),
 }
+
+
+def _assistant_with_arguments_changed_in_place() -> AgentMessage:
+    call = ToolCall(id="c1", name="f", raw_arguments='{"a":1}')
+    call.arguments["a"] = 2  # what the tool would get no longer matches what the model sent
+    return AgentMessage.assistant(None, tool_calls=[call])
+
+
+MESSAGE_VIOLATIONS = {name: make for name, make in SCHEMA_VIOLATIONS.items() if make().messages}
+
+
+@pytest.mark.parametrize("size", [1, 9])  # the per-message path (up to 4 messages) and the batch path
+@pytest.mark.parametrize("make", list(MESSAGE_VIOLATIONS.values()), ids=list(MESSAGE_VIOLATIONS))
+def test_a_bad_message_is_refused_alone_and_in_a_batch(make: Callable[[], AgentStateSnapshot], size: int) -> None:
+    state = make()
+    messages = [AgentMessage.user(f"fine {i}") for i in range(size - 1)] + state.messages
+    with pytest.raises(SerializationError) as info:
+        codec.encode_messages(messages, 0, TID)
+    assert f"messages[{size - 1}]" in str(info.value)
 
 
 def _encode(state: AgentStateSnapshot) -> None:
