@@ -26,6 +26,9 @@ from .errors import (
     SnapshotTooLargeError,
     UnsupportedFormatError,
 )
+from .formats.anthropic import from_anthropic, to_anthropic
+from .formats.openai_chat import from_openai, to_openai
+from .formats.openai_responses import from_responses, to_responses
 from .ids import MAX_THREAD_ID_BYTES, validate_thread_id
 from .mixin import AgentStateMixin
 from .models import (
@@ -69,9 +72,15 @@ __all__ = [
     "ToolCall",
     "UnsupportedFormatError",
     "__version__",
+    "from_anthropic",
+    "from_openai",
+    "from_responses",
     "from_url",
     "redact_url",
     "register_scheme",
+    "to_anthropic",
+    "to_openai",
+    "to_responses",
     "validate_thread_id",
 ]
 
