@@ -194,7 +194,7 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     def to_openai(self) -> Dict[str, Any]:
         """Return this message as an OpenAI chat dict (``metadata`` is not included).
 
-        See :func:`agents_persist.formats.openai_chat.to_openai`.
+        See :func:`agents_persist.to_openai`.
         """
         from .formats import openai_chat
 
@@ -204,7 +204,7 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     def from_openai(cls, data: Any) -> "AgentMessage":
         """Build a message from an OpenAI chat dict (or an SDK object with ``model_dump()``), without loss.
 
-        See :func:`agents_persist.formats.openai_chat.from_openai`.
+        See :func:`agents_persist.from_openai`.
         """
         from .formats import openai_chat
 
@@ -213,7 +213,7 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     def to_responses(self) -> List[Dict[str, Any]]:
         """Return this message as OpenAI Responses input items (one for a message read from one).
 
-        See :func:`agents_persist.formats.openai_responses.to_responses`.
+        See :func:`agents_persist.to_responses`.
         """
         from .formats import openai_responses
 
@@ -223,7 +223,7 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     def from_responses(cls, item: Any) -> "AgentMessage":
         """Build a message from one OpenAI Responses item (dict or SDK object), without loss.
 
-        See :func:`agents_persist.formats.openai_responses.from_responses`.
+        See :func:`agents_persist.from_responses`.
         """
         from .formats import openai_responses
 
@@ -232,7 +232,7 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     def to_anthropic(self) -> Dict[str, Any]:
         """Return this message as an Anthropic Messages ``MessageParam`` dict.
 
-        See :func:`agents_persist.formats.anthropic.to_anthropic`.
+        See :func:`agents_persist.to_anthropic`.
         """
         from .formats import anthropic
 
@@ -242,7 +242,7 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     def from_anthropic(cls, data: Any) -> "AgentMessage":
         """Build a message from an Anthropic message (dict, or the SDK's own objects), without loss.
 
-        See :func:`agents_persist.formats.anthropic.from_anthropic`.
+        See :func:`agents_persist.from_anthropic`.
         """
         from .formats import anthropic
 

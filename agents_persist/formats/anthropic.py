@@ -10,14 +10,14 @@ with ``model_dump()`` is read through it) maps to one
   ``redacted_thinking``, ``image``, ``tool_result``, ``document``, ... kept
   verbatim, in order);
 * each ``tool_use`` block is one of the message's
-  :attr:`~agents_persist.AgentMessage.tool_calls` (its ``id``, ``name``, and
+  ``tool_calls`` (its ``id``, ``name``, and
   ``input`` as ``arguments``); the block stays in ``content`` where it was,
   without ``name`` and ``input`` (which live in the tool call), keeping its
   other keys (``cache_control``, ``caller``, ...);
 * every other key of the message (a response's ``id``, ``model``,
   ``stop_reason``, ``usage``, ...) to ``extra["anthropic"]``.
 
-:func:`to_anthropic` gives back the ``MessageParam``: ``role`` and ``content``
+:func:`~agents_persist.to_anthropic` gives back the ``MessageParam``: ``role`` and ``content``
 with each ``tool_use`` block filled in from the tool call at the same
 position, so ``to_anthropic(from_anthropic(m)) == m`` for every
 ``MessageParam``. It never writes ``extra["anthropic"]`` back: the Messages
@@ -110,5 +110,5 @@ def to_anthropic(message: AgentMessage) -> Dict[str, Any]:
 
 
 def to_anthropic_messages(messages: Any) -> List[Dict[str, Any]]:
-    """:func:`to_anthropic` of every message except ``system`` and ``developer`` ones (the ``system`` parameter)."""
+    """:func:`~agents_persist.to_anthropic` of every message but ``system`` and ``developer`` ones (the ``system`` parameter)."""
     return [to_anthropic(m) for m in messages if m.role not in ("system", "developer")]

@@ -15,7 +15,7 @@ A chat message dict (``ChatCompletionMessageParam``, or the SDK's
 * every other key (``audio``, ``function_call``, ``annotations``, ...) to
   ``extra["openai"]``, verbatim.
 
-:func:`to_openai` writes all of it back, so ``to_openai(from_openai(d)) == d``
+:func:`~agents_persist.to_openai` writes all of it back, so ``to_openai(from_openai(d)) == d``
 and argument strings come back byte for byte. A key this module models whose
 value is ``None`` (``"refusal": None``) reads as absent; a missing
 ``content`` reads as ``""``; a tool call without ``type`` gets

@@ -93,7 +93,7 @@ def from_responses(item: Any) -> AgentMessage:
 
 
 def from_responses_items(items: Any) -> List[AgentMessage]:
-    """:func:`from_responses` of every item, in order (a response's ``output``, or an ``input`` list)."""
+    """:func:`~agents_persist.from_responses` of every item, in order (a response's ``output``, or an ``input`` list)."""
     return [from_responses(item) for item in items]
 
 
@@ -168,5 +168,5 @@ def to_responses(message: AgentMessage) -> List[Dict[str, Any]]:
 
 
 def to_responses_items(messages: Any) -> List[Dict[str, Any]]:
-    """:func:`to_responses` of every message, flattened: a Responses ``input`` list."""
+    """:func:`~agents_persist.to_responses` of every message, flattened: a Responses ``input`` list."""
     return [item for message in messages for item in to_responses(message)]
