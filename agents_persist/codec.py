@@ -145,11 +145,9 @@ def _explain_not_json_like(value: Any, where: str, thread_id: Optional[str]) -> 
 _get_content = attrgetter("content")
 _get_metadata = attrgetter("metadata")
 _get_tool_calls = attrgetter("tool_calls")
-_get_refs = attrgetter("tool_call_id", "name")
-#: Provider fields that are None or a str; None in plain messages, so each is checked with one C-level set pass.
-_PROVIDER_STR_FIELDS = ("refusal", "item_type", "item_id", "status")
-_OPTIONAL_STR_FIELDS = ("tool_call_id", "name") + _PROVIDER_STR_FIELDS
-_provider_getters = [attrgetter(field) for field in _PROVIDER_STR_FIELDS]
+#: Fields that are None or a str, all checked in one C-level pass over the batch.
+_OPTIONAL_STR_FIELDS = ("tool_call_id", "name", "refusal", "item_type", "item_id", "status")
+_get_optional_strs = attrgetter(*_OPTIONAL_STR_FIELDS)
 _get_extra = attrgetter("extra")
 _get_call_names = attrgetter("id", "name")
 _get_arguments = attrgetter("arguments")
@@ -158,17 +156,6 @@ _OPTIONAL_STR = {str, type(None)}
 _NONE_ONLY = {None}
 _EMPTY: Dict[str, Any] = {}  # compared with, never changed
 _PER_MESSAGE_BATCH = 4
-
-
-def _provider_fields_are_valid(messages: Sequence[Any]) -> bool:
-    for getter in _provider_getters:
-        try:
-            values = set(map(getter, messages))
-        except TypeError:  # unhashable, so not a str
-            return False
-        if not values <= _NONE_ONLY and not set(map(type, values)) <= _OPTIONAL_STR:
-            return False
-    return True
 
 
 def _raw_arguments_agree(calls: List[Any]) -> bool:
@@ -195,9 +182,7 @@ def _batch_is_valid(messages: Sequence[Any]) -> bool:
     calls_per_message = list(map(_get_tool_calls, messages))
     if set(map(type, chain(metadata, extras))) != {dict} or set(map(type, calls_per_message)) != {tuple}:
         return False
-    if not set(map(type, chain.from_iterable(map(_get_refs, messages)))) <= _OPTIONAL_STR:
-        return False
-    if not _provider_fields_are_valid(messages):
+    if not set(map(type, chain.from_iterable(map(_get_optional_strs, messages)))) <= _OPTIONAL_STR:
         return False
     calls = list(chain.from_iterable(calls_per_message))
     arguments = list(map(_get_arguments, calls))
