@@ -387,6 +387,10 @@ class ThreadInfo(msgspec.Struct, frozen=True):
 
     ``updated_timestamp`` is the exact stored update time in epoch seconds
     (``updated_at`` is rounded to microseconds); listing cursors use it.
+    ``corrupt`` is True for a thread whose stored head could not be read
+    (its other fields are then zeros); loading it raises
+    :class:`~agents_persist.errors.CorruptSnapshotError`, and
+    ``save(..., force=True)`` or ``delete`` repair it.
     """
 
     thread_id: str
@@ -395,6 +399,7 @@ class ThreadInfo(msgspec.Struct, frozen=True):
     message_count: int
     expires_at: Optional[datetime] = None
     updated_timestamp: Optional[float] = None
+    corrupt: bool = False
 
 
 class ThreadPage(msgspec.Struct, frozen=True):

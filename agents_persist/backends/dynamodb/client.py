@@ -65,6 +65,7 @@ IAM_ACTIONS = {
     "query": "Query",
     "scan": "Scan",
     "put_item": "PutItem",
+    "update_item": "UpdateItem",
     "delete_item": "DeleteItem",
     "batch_write_item": "BatchWriteItem",
     "transact_write_items": "PutItem",

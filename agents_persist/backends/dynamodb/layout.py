@@ -31,6 +31,7 @@ finds every chunk its head lists has one committed version whole.
 from __future__ import annotations
 
 import math
+import re
 import secrets
 import struct
 import zlib
@@ -67,6 +68,13 @@ __all__ = [
     "checked_item",
     "stale_chunks",
     "RESERVED_ATTRIBUTES",
+    "corrupt",
+    "pending_entry",
+    "is_chunk_sk",
+    "read_int",
+    "read_time",
+    "read_bytes",
+    "read_str",
     "WRITE_DEADLINE_SECONDS",
     "ORPHAN_GRACE_SECONDS",
 ]
@@ -96,11 +104,13 @@ A_SHARD = "ls"
 A_PAYLOAD = "p"
 A_GENERATION = "g"
 A_APPLIED = "a"
+A_PENDING = "pd"
+A_GARBAGE = "gc"
 
 #: Attribute names of the layout, which ``ttl_attribute`` must not reuse.
 RESERVED_ATTRIBUTES = frozenset(
     {PK, SK, A_VERSION, A_COUNT, A_DIGEST, A_HEAD, A_HEAD_RUN, A_UPDATED, A_EXPIRES, A_TOKEN, A_RUNS, A_KEEP, A_SHARD}
-    | {A_PAYLOAD, A_GENERATION, A_APPLIED}
+    | {A_PAYLOAD, A_GENERATION, A_APPLIED, A_PENDING, A_GARBAGE}
 )
 
 #: A save that writes chunks outside a transaction must commit within this many seconds ...
@@ -108,6 +118,18 @@ WRITE_DEADLINE_SECONDS = 600.0
 #: ... so unreferenced runs older than this are left over by crashed writers and may be deleted.
 ORPHAN_GRACE_SECONDS = 3600.0
 
+#: Bounds of what a head may reference or hold, checked before anything is allocated or followed.
+MAX_RUNS_LISTED = 1024
+MAX_RUN_CHUNKS = 1_000_000
+MAX_MESSAGES = 2**40
+MAX_COUNTER = 2**63 - 1
+#: 10000-01-01T00:00:00Z: the first epoch second a ``datetime`` cannot hold.
+MAX_TIMESTAMP = 253402300800.0
+
+_RUN_ID = re.compile(r"[0-9a-f]{16}")
+_CHUNKS = re.compile(r"[1-9][0-9]{0,6}")
+_SEQ = re.compile(r"[0-9]{6,7}")
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
 _LENGTH = struct.Struct(">I")
 _OPEN_MARK = "+"
 
@@ -138,6 +160,10 @@ class HeadState(NamedTuple):
     inline_head: Optional[bytes]
     generation: int = 0
     applied: Tuple[Tuple[str, int], ...] = ()
+    #: Runs writers registered before writing them outside a transaction, on top of this head (its token).
+    pending: Tuple[Run, ...] = ()
+    #: Runs the commit of this head made unreferenced: its writer deletes them, the next commit again.
+    garbage: Tuple[Run, ...] = ()
 
     def all_runs(self) -> List[Run]:
         """Every run this head references: the log's and the spilled head's."""
@@ -269,14 +295,27 @@ def run_of_sk(sk: str) -> Optional[str]:
 
 
 def _is_orphan(run_id: Optional[str], now: float) -> bool:
-    created = run_created_at(run_id) if run_id else None
-    return created is not None and now - created > ORPHAN_GRACE_SECONDS
+    """Whether a run no head lists can no longer be committed: old (or dated far ahead), or not one of ours."""
+    if run_id is None or not _RUN_ID.fullmatch(run_id):
+        return True
+    created = run_created_at(run_id)
+    return created is not None and abs(now - created) > ORPHAN_GRACE_SECONDS
+
+
+def is_chunk_sk(sk: str) -> bool:
+    """Whether ``sk`` names a chunk item this backend could have written."""
+    run_id = run_of_sk(sk)
+    return run_id is not None and _RUN_ID.fullmatch(run_id) is not None and _SEQ.fullmatch(sk[len(run_id) + 2 :]) is not None
 
 
 def stale_chunks(chunk_sks: Iterable[str], head: Optional[HeadState], now: float) -> List[str]:
-    """Chunk items no head references whose run is old enough to be a crashed writer's."""
-    referenced = {run.run_id for run in head.all_runs()} if head is not None else set()
-    return [sk for sk in chunk_sks if run_of_sk(sk) not in referenced and _is_orphan(run_of_sk(sk), now)]
+    """Chunk items no head references or registers whose run is old enough to be a crashed writer's.
+
+    Runs the head registers (``pending``) are left to the next commit, which
+    voids and deletes them; its own garbage too (see :class:`HeadState`).
+    """
+    kept = {run.run_id for run in head.all_runs() + list(head.pending)} if head is not None else set()
+    return [sk for sk in chunk_sks if run_of_sk(sk) not in kept and _is_orphan(run_of_sk(sk), now)]
 
 
 def run_keys(runs: Iterable[Run]) -> List[str]:
@@ -291,49 +330,133 @@ def encode_runs(runs: Sequence[Run], open_last: bool) -> str:
 
 
 def decode_runs(text: str) -> Tuple[Tuple[Run, ...], bool]:
-    """Inverse of :func:`encode_runs`; raises ``ValueError`` on malformed input."""
+    """Inverse of :func:`encode_runs`; raises ``ValueError`` on malformed input.
+
+    Checked before anything follows the references: at most
+    :data:`MAX_RUNS_LISTED` runs of our 16-hex-digit IDs, none twice, each
+    of 1 to :data:`MAX_RUN_CHUNKS` chunks written as plain decimal digits.
+    """
+    if len(text) > MAX_RUNS_LISTED * 24:
+        raise ValueError(f"run list of {len(text)} characters")
     open_last = text.endswith(_OPEN_MARK)
     if open_last:
         text = text[: -len(_OPEN_MARK)]
     runs = []
-    for entry in filter(None, text.split(",")):
+    for entry in text.split(",") if text else ():
         run_id, _, chunks = entry.partition(":")
-        if not run_id or int(chunks) < 1:
-            raise ValueError(f"bad run entry {entry!r}")
+        if not _RUN_ID.fullmatch(run_id) or not _CHUNKS.fullmatch(chunks) or not 1 <= int(chunks) <= MAX_RUN_CHUNKS:
+            raise ValueError(f"bad run entry {entry[:40]!r}")
         runs.append(Run(run_id, int(chunks)))
+    if len(runs) > MAX_RUNS_LISTED or len({run.run_id for run in runs}) != len(runs):
+        raise ValueError("too many runs, or a run listed twice")
     return tuple(runs), open_last
 
 
+def _typed(item: Item, name: str, kind: str) -> Any:
+    """The value of attribute ``name`` of DynamoDB type ``kind``; KeyError if absent, TypeError if of another type."""
+    typed = item[name]
+    if not isinstance(typed, dict) or len(typed) != 1 or kind not in typed:
+        raise TypeError(f"attribute {name!r} is not of type {kind}")
+    return typed[kind]
+
+
+def read_int(item: Item, name: str, low: int, high: int) -> int:
+    """An ``N`` attribute holding a plain integer in ``[low, high]``."""
+    text = _typed(item, name, "N")
+    if not isinstance(text, str) or not _INTEGER.fullmatch(text):
+        raise ValueError(f"attribute {name!r} is not an integer")
+    value = int(text)
+    if not low <= value <= high:
+        raise ValueError(f"attribute {name!r} is out of range")
+    return value
+
+
+def read_time(item: Item, name: str) -> float:
+    """An ``N`` attribute holding epoch seconds a datetime can represent (years 1970 to 9999)."""
+    text = _typed(item, name, "N")
+    value = float(text) if isinstance(text, str) and len(text) <= 64 else math.nan
+    if not 0.0 <= value < MAX_TIMESTAMP:
+        raise ValueError(f"attribute {name!r} is not a timestamp")
+    return value
+
+
+def read_bytes(item: Item, name: str, max_size: int = MAX_ITEM_BYTES) -> bytes:
+    value = _typed(item, name, "B")
+    if not isinstance(value, (bytes, bytearray, memoryview)) or len(value) > max_size:
+        raise TypeError(f"attribute {name!r} is not binary")
+    return bytes(value)
+
+
+def read_str(item: Item, name: str, max_size: int = MAX_ITEM_BYTES) -> str:
+    value = _typed(item, name, "S")
+    if not isinstance(value, str) or len(value) > max_size:
+        raise TypeError(f"attribute {name!r} is not a string")
+    return value
+
+
 def head_from_item(item: Item, thread_id: str) -> HeadState:
-    """Read a head item (possibly projected to the attributes needed).
+    """Read a head item (possibly projected to the attributes needed), checking every attribute it reads.
 
     Raises:
         CorruptSnapshotError: The item is not a head this backend wrote.
     """
     try:
-        runs, open_last = decode_runs(item[A_RUNS]["S"]) if A_RUNS in item else ((), False)
+        runs, open_last = decode_runs(read_str(item, A_RUNS)) if A_RUNS in item else ((), False)
         head_run = None
         if A_HEAD_RUN in item:
-            (head_run,), _ = decode_runs(item[A_HEAD_RUN]["S"])
+            spilled, open_head = decode_runs(read_str(item, A_HEAD_RUN))
+            if len(spilled) != 1 or open_head or spilled[0].run_id in {run.run_id for run in runs}:
+                raise ValueError("bad head run")
+            head_run = spilled[0]
+        count = read_int(item, A_COUNT, 0, MAX_MESSAGES) if A_COUNT in item else 0
+        if count and A_RUNS in item and not runs:
+            raise ValueError(f"{count} messages but no runs")
+        digest = read_bytes(item, A_DIGEST) if A_DIGEST in item else EMPTY_DIGEST
+        if len(digest) != len(EMPTY_DIGEST):
+            raise ValueError("digest of the wrong size")
+        token = read_str(item, A_TOKEN)
+        if not 0 < len(token) <= 64:
+            raise ValueError("bad write token")
         return HeadState(
-            token=item[A_TOKEN]["S"],
-            version=int(item[A_VERSION]["N"]),
-            message_count=int(item[A_COUNT]["N"]) if A_COUNT in item else 0,
-            digest=bytes(item[A_DIGEST]["B"]) if A_DIGEST in item else EMPTY_DIGEST,
-            updated_at=float(item[A_UPDATED]["N"]) if A_UPDATED in item else 0.0,
-            expires_at=float(item[A_EXPIRES]["N"]) if A_EXPIRES in item else None,
+            token=token,
+            version=read_int(item, A_VERSION, 1, MAX_COUNTER),
+            message_count=count,
+            digest=digest,
+            updated_at=read_time(item, A_UPDATED) if A_UPDATED in item else 0.0,
+            expires_at=read_time(item, A_EXPIRES) if A_EXPIRES in item else None,
             runs=runs,
             open_run=open_last,
-            keep_until=int(item[A_KEEP]["N"]) if A_KEEP in item else None,
+            keep_until=read_int(item, A_KEEP, 0, int(MAX_TIMESTAMP)) if A_KEEP in item else None,
             head_run=head_run,
-            inline_head=bytes(item[A_HEAD]["B"]) if A_HEAD in item else None,
-            generation=int(item[A_GENERATION]["N"]) if A_GENERATION in item else 0,
-            applied=decode_applied(bytes(item[A_APPLIED]["B"]), thread_id) if A_APPLIED in item else (),
+            inline_head=read_bytes(item, A_HEAD) if A_HEAD in item else None,
+            generation=read_int(item, A_GENERATION, 0, MAX_COUNTER) if A_GENERATION in item else 0,
+            applied=decode_applied(read_bytes(item, A_APPLIED), thread_id) if A_APPLIED in item else (),
+            pending=_pending(item),
+            garbage=decode_runs(read_str(item, A_GARBAGE))[0] if A_GARBAGE in item else (),
         )
-    except (KeyError, ValueError, TypeError) as exc:
-        raise CorruptSnapshotError(
-            f"thread {thread_id!r}: the head item is malformed ({type(exc).__name__}: {exc})", thread_id=thread_id
-        ) from None
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        raise corrupt(thread_id, "the head item", exc) from None
+
+
+def _pending(item: Item) -> Tuple[Run, ...]:
+    """The runs registered in the head's string set ``pd`` (each ``"<run>:<chunks>"``)."""
+    if A_PENDING not in item:
+        return ()
+    entries = _typed(item, A_PENDING, "SS")
+    if not isinstance(entries, list) or len(entries) > MAX_RUNS_LISTED:
+        raise ValueError("bad pending runs")
+    return decode_runs(",".join(sorted(map(str, entries))))[0]
+
+
+def pending_entry(run: Run) -> str:
+    """The string-set entry that registers ``run`` in a head's ``pd``."""
+    return f"{run.run_id}:{run.chunks}"
+
+
+def corrupt(thread_id: str, part: str, exc: Optional[BaseException] = None) -> CorruptSnapshotError:
+    """The error for a malformed ``part`` of ``thread_id``'s items."""
+    detail = "" if exc is None else f" ({type(exc).__name__}: {str(exc)[:200]})"
+    return CorruptSnapshotError(f"thread {thread_id!r}: {part} is malformed{detail}", thread_id=thread_id)
 
 
 def head_item(thread_id: str, head: HeadState, *, ttl_attribute: str, shard: int) -> Item:
@@ -363,4 +486,6 @@ def head_item(thread_id: str, head: HeadState, *, ttl_attribute: str, shard: int
         item[A_GENERATION] = {"N": str(head.generation)}
     if head.applied:
         item[A_APPLIED] = {"B": encode_applied(head.applied)}
+    if head.garbage:
+        item[A_GARBAGE] = {"S": encode_runs(head.garbage, False)}
     return item

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timezone
 from functools import partial
-from typing import Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import msgspec
 
@@ -37,19 +38,29 @@ from .cache import HeadCache
 from .client import DynamoDbClient, maybe_applied_once
 from .layout import (
     A_EXPIRES,
+    A_GARBAGE,
     A_HEAD_RUN,
+    A_PENDING,
     A_RUNS,
     A_TOKEN,
     A_VERSION,
     HEAD_SK,
+    MAX_COUNTER,
     PK,
     SK,
     HeadState,
+    Item,
     Run,
+    corrupt,
     head_from_item,
+    is_chunk_sk,
     item_key,
     pack_messages,
+    read_int,
+    read_str,
+    read_time,
     run_keys,
+    run_of_sk,
     stale_chunks,
     unpack_messages,
 )
@@ -74,8 +85,35 @@ def _scalars(head: Optional[HeadState]) -> Tuple[int, int, bytes, int, Applied]:
 
 
 def _infos(rows: Iterable[HeadRow]) -> List[ThreadInfo]:
-    """The public rows of listed or scanned head items."""
-    return [thread_info(row.thread_id, row.version, row.updated_at, row.message_count, row.expires_at) for row in rows]
+    """The public rows of listed or scanned head items; a malformed head is listed flagged ``corrupt``."""
+    return [
+        thread_info(row.thread_id, row.version, row.updated_at, row.message_count, row.expires_at)
+        if not row.corrupt
+        else ThreadInfo(
+            row.thread_id,
+            0,
+            datetime.fromtimestamp(row.updated_at, timezone.utc),
+            0,
+            updated_timestamp=row.updated_at,
+            corrupt=True,
+        )
+        for row in rows
+    ]
+
+
+def _is_forced_rewrite(write: PlannedWrite) -> bool:
+    """A ``save(..., force=True)``: replaces whatever is stored, so it may replace a corrupt head too."""
+    return write.expected_version is None and write.append_from is None and not write.keep_head and write.idempotency_key is None
+
+
+def _raw_token(item: Optional[Item]) -> Optional[str]:
+    """The write token of a (maybe malformed) head item, if it has one of the right type."""
+    if item is None:
+        return None
+    try:
+        return read_str(item, A_TOKEN)
+    except (KeyError, TypeError):
+        return None
 
 
 class DynamoDbStore(Store):
@@ -159,8 +197,12 @@ class DynamoDbStore(Store):
         item = page.get("Item")
         if item is None:
             return 0
-        expires_at = float(item[A_EXPIRES]["N"]) if A_EXPIRES in item else None
-        return 0 if is_expired(expires_at) else int(item[A_VERSION]["N"])
+        try:
+            expires_at = read_time(item, A_EXPIRES) if A_EXPIRES in item else None
+            version = read_int(item, A_VERSION, 1, MAX_COUNTER)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise corrupt(thread_id, "the head item", exc) from None
+        return 0 if is_expired(expires_at) else version
 
     def _read_run(self, thread_id: str, run: Run) -> bytes:
         """The stream of one run; raises StaleHead if its chunks are gone (the head moved on)."""
@@ -177,16 +219,24 @@ class DynamoDbStore(Store):
         orphans: Tuple[str, ...] = ()
         fresh = False
         head: Optional[HeadState]
-        if cached is not None:
-            head, orphans = cached.head, cached.orphans
-        elif write.expected_version in (None, 0) and self.planner.fits_one_transaction(len(stream) + len(write.head)):
-            head = None  # optimistic: a new thread; a failed condition returns the real head
-        else:
-            head, fresh = self._get_head(thread_id), True
         scratch = Scratch()
         try:
             with maybe_applied_once(lambda: scratch.maybe_committed, thread_id):
-                return self._write(thread_id, write, head, fresh, stream, orphans, scratch)
+                try:
+                    if cached is not None:
+                        head, orphans = cached.head, cached.orphans
+                    elif write.expected_version in (None, 0) and self.planner.fits_one_transaction(len(stream) + len(write.head)):
+                        head = None  # optimistic: a new thread; a failed condition returns the real head
+                    else:
+                        head, fresh = self._get_head(thread_id), True
+                    return self._write(thread_id, write, head, fresh, stream, orphans, scratch)
+                except CorruptSnapshotError:
+                    if not _is_forced_rewrite(write) or scratch.maybe_committed:
+                        raise
+                # A forced save replaces a corrupt thread: remove every item it has, then write it anew.
+                logger.warning("thread %r is corrupt: a forced save deletes its items and writes it anew", thread_id)
+                self._delete(thread_id, [])
+                return self._write(thread_id, write, None, True, stream, (), scratch)
         finally:
             if not scratch.committed and scratch.written:
                 self._collect(thread_id, scratch.written.values(), ())
@@ -224,6 +274,7 @@ class DynamoDbStore(Store):
             except StaleHead as stale:
                 head = head_from_item(stale.item, thread_id) if stale.item else self._get_head(thread_id)
                 fresh = True
+                scratch.forget_voided(head)
                 if plan is None or head is None or head.token != plan.head.token:
                     continue  # re-decide on the head found: it may make this write a conflict or a duplicate
                 # botocore retried a request whose first attempt had committed (its
@@ -294,19 +345,30 @@ class DynamoDbStore(Store):
         except AgentsPersistError as exc:
             logger.warning("could not delete %d stale chunk items of thread %r: %s", len(keys), thread_id, exc)
 
-    def _delete_head_if_unchanged(self, thread_id: str, head: HeadState) -> bool:
-        """Delete the head item if it is still ``head`` (its write token); False if it was saved meanwhile."""
+    def _delete_head_if_unchanged(self, thread_id: str, head: Optional[HeadState], raw: Optional[Item] = None) -> bool:
+        """Delete the head item if it is still ``head`` (its write token); False if it was saved meanwhile.
+
+        A malformed head (``head`` None) is deleted if its token is still the
+        one in ``raw``, or if it still has none.
+        """
         from botocore.exceptions import ClientError
 
+        condition: Dict[str, Any] = {"ExpressionAttributeNames": {"#w": A_TOKEN}}
+        token = head.token if head is not None else _raw_token(raw)
+        if token is not None:
+            condition["ConditionExpression"] = "#w = :w"
+            condition["ExpressionAttributeValues"] = {":w": {"S": token}}
+        elif raw is not None and A_TOKEN in raw:
+            condition["ConditionExpression"] = "attribute_exists(#w)"  # a token of the wrong type: any head will do
+        else:
+            condition["ConditionExpression"] = "attribute_not_exists(#w)"
         try:
             self.client.call(
                 "delete_item",
                 expect=("ConditionalCheckFailedException",),
                 TableName=self.table_name,
                 Key=item_key(thread_id, HEAD_SK),
-                ConditionExpression="#w = :w",
-                ExpressionAttributeNames={"#w": A_TOKEN},
-                ExpressionAttributeValues={":w": {"S": head.token}},
+                **condition,
             )
         except ClientError:
             return False
@@ -318,30 +380,53 @@ class DynamoDbStore(Store):
             return self._delete(thread_id, landed)
 
     def _delete(self, thread_id: str, landed: List[bool]) -> bool:
+        """Delete the head if unchanged, then every item of the thread no live writer may still commit.
+
+        Works over any garbage: a malformed head is deleted on the token (or
+        type) it has; items whose sort keys are not ours are deleted too.
+        Only young runs no head registers are left, in case a writer (of an
+        older release, or creating the thread) is about to commit them.
+        """
         known_orphans = self._heads.orphans(thread_id)
         names = {"#pk": PK, "#sk": SK, "#w": A_TOKEN, "#v": A_VERSION, "#x": A_EXPIRES, "#r": A_RUNS, "#hr": A_HEAD_RUN}
+        names.update({"#pd": A_PENDING, "#gc": A_GARBAGE})
         for _ in range(WRITE_ATTEMPTS):
             items = table.query_partition(
                 self.client, thread_id, ProjectionExpression=", ".join(names), ExpressionAttributeNames=names
             )
-            head_items = [item for item in items if item[SK]["S"] == HEAD_SK]
-            head = head_from_item(head_items[0], thread_id) if head_items else None
+            sort_keys = [item[SK].get("S", "") for item in items]
+            raw_head = next((item for item in items if item[SK].get("S") == HEAD_SK), None)
+            try:
+                head = head_from_item(raw_head, thread_id) if raw_head is not None else None
+            except CorruptSnapshotError:
+                head = None
             now = time.time()
-            stale = stale_chunks([item[SK]["S"] for item in items if item[SK]["S"] != HEAD_SK], head, now)
-            if head is None:
+            others = [sk for sk in sort_keys if sk != HEAD_SK]
+            debris = [sk for sk in others if not is_chunk_sk(sk)]
+            if raw_head is None:
                 self._heads.remember(thread_id, None)
-                self._collect(thread_id, [], [*stale, *known_orphans])
+                self._collect(thread_id, [], [*stale_chunks(others, None, now), *debris, *known_orphans])
                 return False
-            if not self._delete_head_if_unchanged(thread_id, head):
+            if not self._delete_head_if_unchanged(thread_id, head, raw_head):
                 if self.client.maybe_reached():
                     landed.append(True)
-                if self._get_head(thread_id) is not None:
+                if self._raw_head(thread_id) is not None:
                     continue  # saved meanwhile: delete what is there now
             # Deleted: by us, or by our own request retried by botocore after a lost response.
             self._heads.remember(thread_id, None)
-            self._collect(thread_id, head.all_runs(), [*stale, *known_orphans])
+            runs = [*head.all_runs(), *head.pending, *head.garbage] if head is not None else []
+            listed = {run.run_id for run in runs}
+            unlisted = [sk for sk in others if is_chunk_sk(sk) and run_of_sk(sk) not in listed]
+            self._collect(thread_id, runs, [*stale_chunks(unlisted, None, now), *debris, *known_orphans])
+            if head is None:
+                return True  # a corrupt thread existed
             return not is_expired(head.expires_at, now)
         raise ConflictError(f"thread {thread_id!r}: other writers kept saving it during delete", thread_id=thread_id)
+
+    def _raw_head(self, thread_id: str) -> Optional[Item]:
+        page = self.client.call("get_item", TableName=self.table_name, Key=item_key(thread_id, HEAD_SK), ConsistentRead=True)
+        item: Optional[Item] = page.get("Item")
+        return item
 
     # ------------------------------------------------------------------ listing and expiry
 
@@ -374,7 +459,13 @@ class DynamoDbStore(Store):
     def purge(self, now: float) -> int:
         purged = 0
         for row in table.scan_heads(self.client, None, now, expired=True):
-            head = self._get_head(row.thread_id)
+            if row.corrupt:
+                continue  # not known to be expired; load, save(force=True) and delete report or repair it
+            try:
+                head = self._get_head(row.thread_id)
+            except CorruptSnapshotError as exc:
+                logger.warning("purge_expired skips thread %r: %s", row.thread_id, exc)
+                continue
             if head is None or not is_expired(head.expires_at, now):
                 continue
             if not self._delete_head_if_unchanged(row.thread_id, head):

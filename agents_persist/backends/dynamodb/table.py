@@ -26,15 +26,22 @@ from .layout import (
     A_UPDATED,
     A_VERSION,
     HEAD_SK,
+    MAX_COUNTER,
+    MAX_MESSAGES,
     PK,
     SK,
     HeadState,
     Item,
     Run,
     chunk_prefix,
+    chunk_sk,
+    corrupt,
     head_from_item,
     item_key,
-    run_keys,
+    read_int,
+    read_str,
+    read_time,
+    run_of_sk,
     stale_chunks,
 )
 
@@ -60,25 +67,42 @@ READ_ATTEMPTS = 12
 SCAN_PAGE_ITEMS = 100
 
 
+#: Heads not expired, and heads whose expiry is not a number (listed, flagged corrupt, never compared).
+_LIVE = "(attribute_not_exists(#x) OR NOT attribute_type(#x, :num) OR #x > :now)"
+
+
 class HeadRow(NamedTuple):
-    """What listing and purging need of a head item (its projected attributes)."""
+    """What listing and purging need of a head item (its projected attributes).
+
+    ``corrupt``: an attribute is missing, of the wrong type or out of range;
+    the row then holds zeros where it could not be read.
+    """
 
     updated_at: float
     thread_id: str
     version: int
     message_count: int
     expires_at: Optional[float]
+    corrupt: bool = False
 
 
 def head_row(item: Item) -> HeadRow:
-    """The row of a (projected) head item."""
-    return HeadRow(
-        float(item[A_UPDATED]["N"]),
-        item[PK]["S"],
-        int(item[A_VERSION]["N"]),
-        int(item[A_COUNT]["N"]),
-        float(item[A_EXPIRES]["N"]) if A_EXPIRES in item else None,
-    )
+    """The row of a (projected) head item; a malformed one is flagged ``corrupt``, never raised."""
+    thread_id = read_str(item, PK)
+    try:
+        return HeadRow(
+            read_time(item, A_UPDATED),
+            thread_id,
+            read_int(item, A_VERSION, 1, MAX_COUNTER),
+            read_int(item, A_COUNT, 0, MAX_MESSAGES),
+            read_time(item, A_EXPIRES) if A_EXPIRES in item else None,
+        )
+    except (KeyError, ValueError, TypeError, OverflowError):
+        try:
+            updated_at = read_time(item, A_UPDATED)
+        except (KeyError, ValueError, TypeError, OverflowError):
+            updated_at = 0.0
+        return HeadRow(updated_at, thread_id, 0, 0, None, corrupt=True)
 
 
 def create_table(client: DynamoDbClient, list_index: Optional[str], ttl_attribute: str) -> None:
@@ -199,44 +223,78 @@ class Collection(NamedTuple):
     orphans: List[str]  # chunk items a crashed writer left behind
 
 
+def chunk_payloads(items: List[Item], thread_id: str) -> Dict[str, bytes]:
+    """The payloads of the chunk items among ``items``, by sort key; items of no run we could write are skipped.
+
+    Raises:
+        CorruptSnapshotError: A chunk item's payload is missing or not binary.
+    """
+    chunks: Dict[str, bytes] = {}
+    for item in items:
+        sk = item[SK].get("S", "")
+        if run_of_sk(sk) is None:
+            continue
+        payload = item.get(A_PAYLOAD, {}).get("B")
+        chunks[sk] = payload if isinstance(payload, bytes) else _BAD_PAYLOAD
+    return chunks
+
+
+#: Stands for a chunk item whose payload is missing or of the wrong type (raised once a head lists it).
+_BAD_PAYLOAD = b""
+
+
+def join_runs(chunks: Dict[str, bytes], runs: Tuple[Run, ...], thread_id: str) -> Optional[bytes]:
+    """The stream of ``runs`` from ``chunks``; None if a chunk is missing.
+
+    Every chunk's key is looked up one by one, so a run claiming more chunks
+    than were read costs no more than the chunks that exist.
+
+    Raises:
+        CorruptSnapshotError: A listed chunk's payload is missing or not binary.
+    """
+    parts: List[bytes] = []
+    for run in runs:
+        for seq in range(run.chunks):
+            part = chunks.get(chunk_sk(run.run_id, seq))
+            if part is None:
+                return None
+            if part is _BAD_PAYLOAD:
+                raise corrupt(thread_id, f"chunk item {chunk_sk(run.run_id, seq)!r}")
+            parts.append(part)
+    return b"".join(parts)
+
+
 def read_thread(client: DynamoDbClient, thread_id: str) -> Collection:
     """The thread's items by one paginated consistent ``Query``, read again while a rewrite removes their chunks.
 
     Raises:
-        CorruptSnapshotError: The same head lists chunks that are missing twice.
+        CorruptSnapshotError: The same head lists chunks that are missing twice, or an item is malformed.
         BackendUnavailableError: Each of :data:`READ_ATTEMPTS` reads met a concurrent rewrite.
     """
     seen_token: Optional[str] = None
     for _ in range(READ_ATTEMPTS):
-        head_item: Optional[Item] = None
-        chunks: Dict[str, bytes] = {}
-        for item in query_partition(client, thread_id):
-            sk = item[SK]["S"]
-            if sk == HEAD_SK:
-                head_item = item
-            elif A_PAYLOAD in item:
-                chunks[sk] = item[A_PAYLOAD]["B"]
+        items = query_partition(client, thread_id)
+        head_item = next((item for item in items if item[SK].get("S") == HEAD_SK), None)
+        chunks = chunk_payloads(items, thread_id)
         now = time.time()
         head = head_from_item(head_item, thread_id) if head_item is not None else None
         orphans = stale_chunks(chunks, head, now)
         if head is None or is_expired(head.expires_at, now):
             return Collection(head, None, b"", orphans)
-        try:
-            stream = b"".join([chunks[sk] for sk in run_keys(head.runs)])
-            if head.inline_head is not None:
-                head_blob = head.inline_head
-            elif head.head_run is not None:
-                head_blob = b"".join([chunks[sk] for sk in run_keys([head.head_run])])
-            else:
-                raise CorruptSnapshotError(f"thread {thread_id!r}: the head item holds no head", thread_id=thread_id)
-        except KeyError as missing:
+        stream = join_runs(chunks, head.runs, thread_id)
+        head_blob = head.inline_head
+        if head_blob is None and head.head_run is not None:
+            head_blob = join_runs(chunks, (head.head_run,), thread_id)
+        elif head_blob is None:
+            raise CorruptSnapshotError(f"thread {thread_id!r}: the head item holds no head", thread_id=thread_id)
+        if stream is None or head_blob is None:
             # Read committed, not snapshot: a concurrent save may have replaced the head and
             # removed its old chunks between our pages. The same head twice means real damage.
             if head.token == seen_token:
                 raise CorruptSnapshotError(
-                    f"thread {thread_id!r}: chunk item {missing.args[0]!r} listed by version {head.version} is missing",
+                    f"thread {thread_id!r}: a chunk item listed by version {head.version} is missing",
                     thread_id=thread_id,
-                ) from None
+                )
             seen_token = head.token
             continue
         return Collection(head, head_blob, stream, orphans)
@@ -255,11 +313,7 @@ def read_run(client: DynamoDbClient, thread_id: str, run: Run) -> Optional[bytes
         ExpressionAttributeNames={"#sk": SK},
         ExpressionAttributeValues={":run": {"S": chunk_prefix(run.run_id)}},
     )
-    chunks = {item[SK]["S"]: item[A_PAYLOAD]["B"] for item in items if A_PAYLOAD in item}
-    try:
-        return b"".join([chunks[sk] for sk in run_keys([run])])
-    except KeyError:
-        return None
+    return join_runs(chunk_payloads(items, thread_id), (run,), thread_id)
 
 
 def list_shard(
@@ -281,7 +335,8 @@ def list_shard(
         key_condition += " AND #u <= :after"
         names["#u"] = A_UPDATED
         values[":after"] = {"N": repr(after[0])}
-    filters = "(attribute_not_exists(#x) OR #x > :now)"
+    filters = _LIVE
+    values[":num"] = {"S": "N"}
     if prefix is not None:
         filters += " AND begins_with(#pk, :prefix)"
         names["#pk"] = PK
@@ -303,7 +358,7 @@ def list_shard(
             last = page.get("LastEvaluatedKey")
             if last and len(rows) >= limit:
                 rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
-                if float(last[A_UPDATED]["N"]) < rows[limit - 1][0]:
+                if float(last.get(A_UPDATED, {}).get("N", "inf")) < rows[limit - 1][0]:
                     return rows  # everything further down the index is older than what we keep
     except ClientError as exc:
         raise ConfigurationError(
@@ -329,8 +384,8 @@ def scan_heads(
     order (by partition-key hash, stable while items come and go).
     """
     names = {"#pk": PK, "#sk": SK, "#v": A_VERSION, "#n": A_COUNT, "#u": A_UPDATED, "#x": A_EXPIRES}
-    values: Dict[str, Dict[str, str]] = {":head": {"S": HEAD_SK}, ":now": {"N": repr(now)}}
-    filters = "#sk = :head AND " + ("#x <= :now" if expired else "(attribute_not_exists(#x) OR #x > :now)")
+    values: Dict[str, Dict[str, str]] = {":head": {"S": HEAD_SK}, ":now": {"N": repr(now)}, ":num": {"S": "N"}}
+    filters = "#sk = :head AND " + ("(attribute_type(#x, :num) AND #x <= :now)" if expired else _LIVE)
     if prefix is not None:
         filters += " AND begins_with(#pk, :prefix)"
         values[":prefix"] = {"S": prefix}

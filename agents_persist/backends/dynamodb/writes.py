@@ -24,6 +24,7 @@ from .client import DynamoDbClient, error_code
 from .layout import (
     A_EXPIRES,
     A_PAYLOAD,
+    A_PENDING,
     A_TOKEN,
     CHUNK_PAYLOAD_BYTES,
     PK,
@@ -36,13 +37,14 @@ from .layout import (
     head_item,
     item_size,
     new_run_id,
+    pending_entry,
     run_created_at,
     run_of_sk,
     shard_of,
     split_payload,
 )
 
-__all__ = ["WritePlanner", "Plan", "Scratch", "StaleHead", "commit", "batch_write", "head_condition"]
+__all__ = ["WritePlanner", "Plan", "Scratch", "StaleHead", "commit", "register", "batch_write", "head_condition"]
 
 #: AWS limits of one TransactWriteItems call are 100 items and 4 MB; the library stays below.
 TRANSACTION_MAX_ITEMS = 100
@@ -95,6 +97,14 @@ class Scratch:
         self.written: Dict[str, Run] = {}
         self.committed = False
         self.maybe_committed = False
+        #: The head token the runs in ``written`` are registered on (None: not registered, a new thread's).
+        self.registered_on: Optional[str] = None
+
+    def forget_voided(self, head: Optional[HeadState]) -> None:
+        """Stop reusing runs registered on a head that is gone: its successor's writer deletes them."""
+        if self.registered_on is not None and (head is None or head.token != self.registered_on):
+            self.reusable.clear()
+            self.registered_on = None
 
     def run_for(self, role: str, data: bytes, make: Callable[[], Tuple[Run, List[Item]]]) -> Tuple[Run, List[Item]]:
         """The run an earlier attempt of this save made for ``data`` in ``role`` ("data", "head"), else ``make()``."""
@@ -236,6 +246,9 @@ class WritePlanner:
                 runs.append(run)
         if head is not None and head.head_run is not None:
             garbage.append(head.head_run)
+        # Runs other writers registered on ``head`` can never commit once this does: void them.
+        mine = {run.run_id for run in new_runs} | {run.run_id for run in scratch.written.values()}
+        voided = [run for run in head.pending if run.run_id not in mine] if head is not None else []
 
         version = (head.version if head is not None and live else 0) + 1
         new_head = HeadState(
@@ -252,6 +265,7 @@ class WritePlanner:
             inline_head=write.head,
             generation=head.generation if head is not None and live else write.new_generation,
             applied=record_applied(head.applied if head is not None and live else (), write.idempotency_key, version),
+            garbage=tuple(garbage + voided),
         )
         head_item = self.head_item(thread_id, new_head)
         if item_size(head_item) > HEAD_ITEM_TARGET_BYTES:
@@ -270,7 +284,9 @@ class WritePlanner:
         )
         if not transactional and uses_open:
             return self.plan(thread_id, write, head, live, stream, scratch, read_run, allow_open=False)
-        return Plan(to_write, head_item, new_head, garbage, transactional, new_runs)
+        # Deleted after the commit: what it unreferences, and again the previous commit's (its writer may have died).
+        previous = [run for run in head.garbage if run.run_id not in mine] if head is not None else []
+        return Plan(to_write, head_item, new_head, garbage + voided + previous, transactional, new_runs)
 
     def _data_run(
         self, thread_id: str, stream: bytes, now: float, chunk_ttl: Optional[int], scratch: Scratch
@@ -280,14 +296,53 @@ class WritePlanner:
 
 
 def head_condition(base: Optional[HeadState], live: bool, now: float) -> Tuple[str, Dict[str, str], Dict[str, Dict[str, str]]]:
-    """The head write's condition: exactly the head the plan was built on is still there."""
+    """The head write's condition: exactly the head the plan was built on is still there.
+
+    The token pins the head; the size of its registered runs ``pd`` (which
+    only grow while the token stays) pins which runs this commit voids.
+    """
     if base is None:
         return "attribute_not_exists(#sk)", {"#sk": SK}, {}
     values = {":w": {"S": base.token}}
+    names = {"#w": A_TOKEN, "#pd": A_PENDING}
+    if base.pending:
+        condition = "#w = :w AND size(#pd) = :pn"
+        values[":pn"] = {"N": str(len(base.pending))}
+    else:
+        condition = "#w = :w AND attribute_not_exists(#pd)"
     if not live:
-        return "#w = :w", {"#w": A_TOKEN}, values
+        return condition, names, values
     values[":now"] = {"N": repr(now)}
-    return "#w = :w AND (attribute_not_exists(#x) OR #x > :now)", {"#w": A_TOKEN, "#x": A_EXPIRES}, values
+    names["#x"] = A_EXPIRES
+    return condition + " AND (attribute_not_exists(#x) OR #x > :now)", names, values
+
+
+def register(client: DynamoDbClient, thread_id: str, base: HeadState, runs: List[Run], scratch: Scratch) -> HeadState:
+    """Add ``runs`` to ``base``'s registered runs before writing them outside a transaction; the head as it now is.
+
+    A crashed writer's runs are then known to the next commit, which voids
+    and deletes them; raises :class:`StaleHead` if the head moved on.
+    """
+    from botocore.exceptions import ClientError
+
+    entries = sorted({pending_entry(run) for run in runs} | {pending_entry(run) for run in base.pending})
+    try:
+        client.call(
+            "update_item",
+            expect=(_CONDITION_FAILED,),
+            TableName=client.table_name,
+            Key={PK: {"S": thread_id}, SK: {"S": layout.HEAD_SK}},
+            UpdateExpression="ADD #pd :runs",
+            ConditionExpression="#w = :w",
+            ExpressionAttributeNames={"#pd": A_PENDING, "#w": A_TOKEN},
+            ExpressionAttributeValues={":runs": {"SS": [pending_entry(run) for run in runs]}, ":w": {"S": base.token}},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as exc:
+        raise StaleHead(exc.response.get("Item")) from None
+    scratch.registered_on = base.token
+    known = {pending_entry(run): run for run in base.pending + tuple(runs)}
+    return base._replace(pending=tuple(known[entry] for entry in entries))
 
 
 def commit(
@@ -296,6 +351,8 @@ def commit(
     """Write ``plan``; raises :class:`StaleHead` if the head is no longer ``base``."""
     from botocore.exceptions import ClientError
 
+    if plan.items and not plan.transactional and base is not None:
+        base = register(client, thread_id, base, plan.new_runs, scratch)
     condition, names, values = head_condition(base, live, now)
     head_put: Dict[str, Any] = {
         "TableName": client.table_name,

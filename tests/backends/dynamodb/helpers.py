@@ -29,6 +29,8 @@ def aws_item_size(item: Dict[str, Dict[str, Any]]) -> int:
                 size += len(value)
             elif kind == "N":
                 size += len(value) + 1
+            elif kind == "SS":  # the runs writers register in a head (``pd``)
+                size += sum(len(entry.encode("utf-8")) for entry in value)
             else:
                 raise AssertionError(f"unexpected attribute type {kind} in {name}")
     return size
