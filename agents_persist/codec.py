@@ -70,7 +70,7 @@ _STR_KEYS = {str}
 _isfinite = math.isfinite
 
 
-def _all_json_like(values: List[Any]) -> bool:
+def _all_json_like(values: List[Any], max_depth: int = _MAX_JSON_DEPTH) -> bool:
     """Whether every value in ``values`` is JSON-like, checked one nesting level at a time.
 
     Each level costs a few C-level passes (``set(map(type, ...))``,
@@ -79,11 +79,11 @@ def _all_json_like(values: List[Any]) -> bool:
     on how many messages or keys there are.
     """
     level = values
-    for depth in range(_MAX_JSON_DEPTH + 1):
+    for depth in range(max_depth + 1):
         if not level:
             return True
         kinds = set(map(type, level))
-        if not kinds <= _ALLOWED or (depth == _MAX_JSON_DEPTH and not kinds.isdisjoint(_CONTAINERS)):
+        if not kinds <= _ALLOWED or (depth == max_depth and not kinds.isdisjoint(_CONTAINERS)):
             return False
         if float in kinds and not all(map(_isfinite, [v for v in level if type(v) is float])):
             return False
@@ -156,6 +156,7 @@ _OPTIONAL_STR = {str, type(None)}
 _NONE_ONLY = {None}
 _EMPTY: Dict[str, Any] = {}  # compared with, never changed
 _PER_MESSAGE_BATCH = 4
+_SMALL_CONTAINER = 32
 
 
 def _raw_arguments_agree(calls: List[Any]) -> bool:
@@ -171,6 +172,57 @@ def _raw_arguments_agree(calls: List[Any]) -> bool:
         return all(decode_arguments(c.raw_arguments, c.id) == c.arguments for c in calls if c.raw_arguments is not None)
     except ValueError:
         return False
+
+
+def _small_json_like(value: Any, depth: int = 0) -> bool:
+    """:func:`_all_json_like` for one small value, walked directly (cheaper below a few dozen items)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return _isfinite(value)
+    if depth >= _MAX_JSON_DEPTH:
+        return False
+    if kind is dict:
+        if len(value) > _SMALL_CONTAINER:
+            return _all_json_like([value]) if depth == 0 else _all_json_like_at(value, depth)
+        for key, item in value.items():
+            if type(key) is not str or not _small_json_like(item, depth + 1):
+                return False
+        return True
+    if kind is list:
+        if len(value) > _SMALL_CONTAINER:
+            return _all_json_like([value]) if depth == 0 else _all_json_like_at(value, depth)
+        return all(_small_json_like(item, depth + 1) for item in value)
+    return False
+
+
+def _all_json_like_at(value: Any, depth: int) -> bool:
+    """A big container met ``depth`` levels down: the level-wise check, keeping the depth limit."""
+    return _all_json_like([value], _MAX_JSON_DEPTH - depth)
+
+
+def _message_is_valid(m: Any) -> bool:
+    """:func:`_batch_is_valid` for one message, with direct attribute checks."""
+    if type(m) is not AgentMessage:
+        return False
+    metadata, extra, calls = m.metadata, m.extra, m.tool_calls
+    if type(metadata) is not dict or type(extra) is not dict or type(calls) is not tuple:
+        return False
+    for value in _get_optional_strs(m):
+        if value is not None and type(value) is not str:
+            return False
+    content = m.content
+    if type(content) is not str and not _small_json_like(content):
+        return False
+    if (metadata and not _small_json_like(metadata)) or (extra and not _small_json_like(extra)):
+        return False
+    for call in calls:
+        if type(call.id) is not str or type(call.name) is not str or type(call.arguments) is not dict:
+            return False
+        if call.arguments and not _small_json_like(call.arguments):
+            return False
+    return not calls or _raw_arguments_agree(list(calls))
 
 
 def _batch_is_valid(messages: Sequence[Any]) -> bool:
@@ -239,21 +291,9 @@ def check_messages(messages: Sequence[Any], start: int = 0, thread_id: Optional[
     fails is looked at message by message, to name the culprit.
     """
     if len(messages) <= _PER_MESSAGE_BATCH:
-        # A few messages: checking each plain one directly is cheaper than the batch passes.
+        # A few messages: checking each directly is cheaper than the batch passes' fixed cost.
         for i, m in enumerate(messages):
-            if (
-                type(m) is not AgentMessage
-                or type(m.content) is not str
-                or m.metadata != _EMPTY  # not just falsy: None and [] must be named, not stored
-                or m.tool_calls
-                or m.tool_call_id is not None
-                or m.name is not None
-                or m.extra != _EMPTY
-                or m.refusal is not None
-                or m.item_type is not None
-                or m.item_id is not None
-                or m.status is not None
-            ):
+            if not _message_is_valid(m):
                 _check_message(m, start + i, thread_id)
         return
     if _batch_is_valid(messages):

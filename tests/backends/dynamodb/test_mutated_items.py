@@ -36,11 +36,8 @@ from tests.spec import BackendSpec
 
 #: Examples of the hypothesis test: about 0.1 s each against moto_server.
 EXAMPLES = 100
-#: Deep nesting inside JSON-like values (metadata, content) reaches Python's recursion limit in
-#: agents_persist/codec.py, which has no decode depth limit yet (owned by the core; pinned by the xfail tests below).
-CODEC_DEPTH = {"RecursionError"}
 ACCEPTED = {
-    "load": {"same", "changed", "none", "corrupt"} | CODEC_DEPTH,
+    "load": {"same", "changed", "none", "corrupt"},
     "exists": {"ok", "corrupt"},
     "get_version": {"ok", "corrupt"},
     "list_threads": {"listed", "flagged", "absent"},
@@ -248,14 +245,8 @@ def test_deeply_nested_bytes_that_are_no_head_are_corrupt(bases: Any) -> None:
     assert cp.delete(tid)
 
 
-_NO_DEPTH_LIMIT = pytest.mark.xfail(
-    raises=RecursionError, strict=False, reason="agents_persist/codec.py decodes JSON-like values without a depth limit yet"
-)
-
-
 @pytest.mark.parametrize("blob", [deep_head(100_000)], ids=["in-metadata"])
-@_NO_DEPTH_LIMIT
-def test_deeply_nested_head_is_refused_by_a_depth_limit(bases: Any, blob: bytes) -> None:
+def test_deeply_nested_head_is_corrupt(bases: Any, blob: bytes) -> None:
     def change(items: List[Item]) -> None:
         items[0]["h"] = {"B": blob}
 
@@ -267,8 +258,7 @@ def test_deeply_nested_head_is_refused_by_a_depth_limit(bases: Any, blob: bytes)
         cp.delete(tid)
 
 
-@_NO_DEPTH_LIMIT
-def test_deeply_nested_message_is_refused_by_a_depth_limit(bases: Any) -> None:
+def test_deeply_nested_message_is_corrupt(bases: Any) -> None:
     cp, client, table, raw = bases
     tid = f"deep{uuid.uuid4().hex[:8]}"
     cp.save(tid, AgentStateSnapshot(messages=[AgentMessage.user("x")]))
