@@ -174,6 +174,7 @@ def summary(row: Sequence[Any]) -> ThreadInfo:
         message_count=count if type(count) is int and 0 <= count <= MAX_INT else 0,
         expires_at=None if ends is None else _clamped_datetime(ends),
         updated_timestamp=stamp,
+        corrupt=True,
     )
 
 

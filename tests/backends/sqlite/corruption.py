@@ -125,7 +125,7 @@ def check_listings(cp: SqliteCheckpointer, healthy: Dict[str, Tuple[int, int]]) 
         seen += [info.thread_id for info in page.threads]
         for info in page.threads:
             if info.thread_id in healthy:
-                assert (info.version, info.message_count) == healthy[info.thread_id]
+                assert (info.version, info.message_count) == healthy[info.thread_id] and not info.corrupt
         cursor = page.next_cursor
         if cursor is None:
             break

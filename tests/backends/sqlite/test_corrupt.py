@@ -166,3 +166,14 @@ def test_deep_nesting_is_corrupt_not_a_recursion_error(tmp_path: Path) -> None:
             cp.load(VICTIM)
     finally:
         cp.close()
+
+
+def test_a_thread_listed_with_placeholder_values_is_flagged_corrupt(tmp_path: Path) -> None:
+    cp, _ = corruption.build(tmp_path / "flag.db")
+    try:
+        corruption.damage(cp, [("UPDATE agents_persist_threads SET version = 'x' WHERE thread_id = ?", [VICTIM])])
+        listed = {info.thread_id: info for info in cp.list_threads()}
+        assert listed[VICTIM].corrupt and listed[VICTIM].version == 0
+        assert not any(info.corrupt for tid, info in listed.items() if tid != VICTIM)
+    finally:
+        cp.close()
