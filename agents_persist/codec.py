@@ -89,12 +89,12 @@ def _all_json_like(values: List[Any], max_depth: int = _MAX_JSON_DEPTH) -> bool:
             return False
         nested: List[Any] = []
         if dict in kinds:
-            dicts = [v for v in level if type(v) is dict]
+            dicts = level if len(kinds) == 1 else [v for v in level if type(v) is dict]
             if not set(map(type, chain.from_iterable(dicts))) <= _STR_KEYS:
                 return False
             nested.extend(chain.from_iterable(map(dict.values, dicts)))
         if list in kinds:
-            nested.extend(chain.from_iterable([v for v in level if type(v) is list]))
+            nested.extend(chain.from_iterable(level if len(kinds) == 1 else [v for v in level if type(v) is list]))
         level = nested
     return not level
 
