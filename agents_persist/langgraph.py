@@ -31,6 +31,7 @@ import asyncio
 import base64
 import random
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from typing import (
@@ -215,6 +216,13 @@ class Checkpointer(BaseCheckpointSaver[str]):
         self._latest: _Lru[str, _Latest] = _Lru(cache_size)
         self._lists: _Lru[Tuple[str, str], _ListValue] = _Lru(cache_size * 2)
         self._records: _Lru[Tuple[str, int], _Record] = _Lru(cache_size * 16)
+        #: The newest checkpoint ID known to be stored, per log (what ``put_writes`` waits for; see there).
+        self._newest: _Lru[str, str] = _Lru(cache_size * 4)
+        self._stored = threading.Condition()
+        #: Seconds ``put_writes`` waits for its checkpoint's ``put`` (running in another thread) to be stored first.
+        self.write_order_timeout = 5.0
+        #: How many appends found another writer first and were retried on the fresh log (a statistic).
+        self.append_retries = 0
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> "Checkpointer":
@@ -266,6 +274,7 @@ class Checkpointer(BaseCheckpointSaver[str]):
 
     def _forget(self, prefix: str) -> None:
         self._heads.drop(lambda key: not key.startswith(prefix))
+        self._newest.drop(lambda key: not key.startswith(prefix))
         self._latest.drop(lambda key: not key.startswith(prefix))
         self._lists.drop(lambda key: not key[0].startswith(prefix))
         self._records.drop(lambda key: not key[0].startswith(prefix))
@@ -302,6 +311,7 @@ class Checkpointer(BaseCheckpointSaver[str]):
                 try:
                     version = self.backend.append(key, records, expected_version=head.version)
                 except ConflictError:
+                    self.append_retries += 1
                     self._heads.pop(key)
                     head = self._fresh_head(key)
                     continue
@@ -359,7 +369,10 @@ class Checkpointer(BaseCheckpointSaver[str]):
             for index in range(len(page) - 1, -1, -1):
                 record = page[index]
                 if record.kind == _CHECKPOINT and (checkpoint_id is None or record.content.get("id") == checkpoint_id):
-                    return record, page[index + 1 :] + seen
+                    if checkpoint_id is None:
+                        self._saw_stored(key, str(record.content["id"]))
+                    # Writes normally follow their checkpoint; those that came first (see put_writes) are in this page.
+                    return record, page[index + 1 :] + seen + page[:index]
             seen = page + seen
         return None
 
@@ -537,7 +550,7 @@ class Checkpointer(BaseCheckpointSaver[str]):
                     if not all(metadata.get(k) == v for k, v in filter.items()):
                         continue
                 self._records.put((key, record.position), record)
-                yield self._tuple(key, thread_id, ns, record, page[index + 1 :] + seen)
+                yield self._tuple(key, thread_id, ns, record, page[index + 1 :] + seen + page[:index])
             seen = page + seen
 
     def put(
@@ -580,7 +593,36 @@ class Checkpointer(BaseCheckpointSaver[str]):
             record = _Record(position, _CHECKPOINT, content)
             self._records.put((key, position), record)
             self._latest.put(key, _Latest(checkpoint["id"], position, self._locations(key, record)))
+        self._saw_stored(key, checkpoint["id"])
         return _config(thread_id, ns, checkpoint["id"])
+
+    def _saw_stored(self, key: str, checkpoint_id: str) -> None:
+        """Note that ``checkpoint_id`` is stored in ``key`` (and wake ``put_writes`` calls waiting for it)."""
+        with self._stored:
+            newest = self._newest.get(key)
+            if newest is None or checkpoint_id > newest:
+                self._newest.put(key, checkpoint_id)
+            self._stored.notify_all()
+
+    def _wait_until_stored(self, key: str, checkpoint_id: str) -> None:
+        """Wait (up to ``write_order_timeout``) until ``checkpoint_id`` or a newer checkpoint of ``key`` is stored.
+
+        LangGraph saves in background threads and does not wait for a step's
+        ``put`` before sending the writes of the step's tasks: without this
+        wait they could be appended before the checkpoint they belong to.
+        Checkpoint IDs grow with time, so an ID not newer than the newest
+        stored one is stored already (or never will be by this process).
+        """
+        if self._newest.get(key) is None:
+            self._find(key, None)  # a tail read: learn the newest stored checkpoint
+        deadline = time.monotonic() + self.write_order_timeout
+        with self._stored:
+            while True:
+                newest = self._newest.get(key)
+                remaining = deadline - time.monotonic()
+                if (newest is not None and checkpoint_id <= newest) or remaining <= 0:
+                    return
+                self._stored.wait(remaining)
 
     def _parent_locations(self, key: str, parent_id: Optional[str]) -> Dict[str, List[Any]]:
         if parent_id is None:
@@ -613,6 +655,7 @@ class Checkpointer(BaseCheckpointSaver[str]):
         entries = [[WRITES_IDX_MAP.get(channel, idx), channel, self._dump(value)] for idx, (channel, value) in enumerate(writes)]
         content = {"cp": configurable["checkpoint_id"], "task": task_id, "path": task_path, "w": entries}
         key = self._log_key(thread_id, ns)
+        self._wait_until_stored(key, str(configurable["checkpoint_id"]))
         self._append(key, lambda start: [AgentMessage(role="system", name=_WRITES, content=content)])
 
     def delete_thread(self, thread_id: str) -> None:
@@ -709,6 +752,7 @@ class Checkpointer(BaseCheckpointSaver[str]):
                 self.backend.delete(key)
             self._heads.pop(key)
             self._latest.pop(key)
+            self._newest.pop(key)
             self._records.drop(lambda k: k[0] != key)
         return kept_values
 

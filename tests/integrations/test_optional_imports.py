@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-INTEGRATIONS = ["flask", "django", "celery"]
+INTEGRATIONS = ["flask", "django", "celery", "langgraph"]
 
 
 def test_importing_agents_persist_imports_no_framework() -> None:
