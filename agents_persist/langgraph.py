@@ -71,6 +71,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without langgraph
     raise missing_extra("agents_persist.langgraph", "LangGraph", "langgraph", exc) from exc
 
+import agents_persist
+
 from .checkpointer import Checkpointer as _Backend
 from .errors import ConflictError
 from .models import AgentMessage, AgentStateSnapshot
@@ -197,20 +199,30 @@ class Checkpointer(BaseCheckpointSaver[str]):
             ``dumps_typed`` bytes are stored as base64 text.
         cache_size: How many LangGraph threads' latest positions and list
             values this process remembers (to append deltas without reading).
+        reuse_loaded_values: Return the list items this process last stored
+            or loaded for a thread (the same objects) when the checkpoint read
+            refers to exactly those, instead of decoding them again: reading
+            the latest checkpoint then costs the same at 10 messages and at
+            1,000. Off by default: the objects are shared between the runs of
+            a thread in this process, so a node that changes a message in
+            place would change it for the next run too (LangGraph's reducers
+            never do; they replace messages).
     """
 
     def __init__(
         self,
-        backend: Union[_Backend, str],
+        backend: Union[agents_persist.Checkpointer, str],
         *,
         prefix: str = DEFAULT_PREFIX,
         serde: Optional[SerializerProtocol] = None,
         cache_size: int = 256,
+        reuse_loaded_values: bool = False,
     ) -> None:
         super().__init__(serde=serde)
         self._owns_backend = isinstance(backend, str)
         self.backend: _Backend = from_url(backend) if isinstance(backend, str) else backend
         self.prefix = prefix
+        self.reuse_loaded_values = reuse_loaded_values
         self._locks = LockRegistry()
         self._heads: _Lru[str, _Head] = _Lru(cache_size * 4)
         self._latest: _Lru[str, _Latest] = _Lru(cache_size)
@@ -403,6 +415,10 @@ class Checkpointer(BaseCheckpointSaver[str]):
                 token = uuid.uuid4().hex[:16]
             items_key = self._items_key(log_key, token)
             start = self._append(items_key, lambda _start: [AgentMessage(role="system", name=_ITEM, content=e) for e in new])
+            if segments and start < max(stop for _start, stop in segments):
+                # The item log was deleted meanwhile (delete_thread, prune): what it held is gone; store the list anew.
+                self._lists.pop((log_key, channel))
+                return self._store_list(log_key, channel, value)
             if segments and segments[-1][1] == start:
                 segments[-1] = [segments[-1][0], start + len(new)]
             else:
@@ -415,6 +431,8 @@ class Checkpointer(BaseCheckpointSaver[str]):
         token, segments = reference[1], [list(s) for s in reference[2]]
         known = self._lists.get((log_key, channel))
         if known is not None and known.token == token and known.segments == segments:
+            if self.reuse_loaded_values:
+                return list(known.objects)
             encoded = known.encoded
         else:
             encoded = []
@@ -754,6 +772,7 @@ class Checkpointer(BaseCheckpointSaver[str]):
             self._latest.pop(key)
             self._newest.pop(key)
             self._records.drop(lambda k: k[0] != key)
+            self._lists.drop(lambda k: k[0] != key)
         return kept_values
 
     def get_next_version(self, current: Optional[str], channel: None) -> str:

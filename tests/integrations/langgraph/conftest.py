@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
@@ -33,18 +33,18 @@ def cleanup(backend: Backend, prefix: str) -> None:
 
 
 @pytest.fixture
-def make_saver(lg_spec: BackendSpec, prefix: str) -> Iterator[Callable[[], Checkpointer]]:
-    """Build savers over ``lg_spec`` sharing one prefix (one store on shared backends); cleaned up and closed after."""
+def make_saver(lg_spec: BackendSpec, prefix: str) -> Iterator[Callable[..., Checkpointer]]:
+    """Build savers (``make_saver(**options)``) over ``lg_spec`` sharing one prefix and store; cleaned up and closed after."""
     backends: List[Backend] = []
     shared: List[Backend] = []
 
-    def make() -> Checkpointer:
+    def make(**options: Any) -> Checkpointer:
         if lg_spec.factory is not None and shared:  # memory: every saver of the test shares the one instance
-            return Checkpointer(shared[0], prefix=prefix)
+            return Checkpointer(shared[0], prefix=prefix, **options)
         backend = lg_spec.build()
         backends.append(backend)
         shared.append(backend)
-        return Checkpointer(backend, prefix=prefix)
+        return Checkpointer(backend, prefix=prefix, **options)
 
     yield make
     for backend in backends:

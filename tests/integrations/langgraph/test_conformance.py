@@ -15,7 +15,7 @@ from agents_persist.langgraph import Checkpointer
 ALL_CAPABILITIES = {"put", "put_writes", "get_tuple", "list", "delete_thread", "delete_for_runs", "copy_thread", "prune"}
 
 
-def test_conformance_suite_passes_every_capability(make_saver: Callable[[], Checkpointer], lg_spec: object) -> None:
+def test_conformance_suite_passes_every_capability(make_saver: Callable[..., Checkpointer], lg_spec: object) -> None:
     @checkpointer_test(name=f"agents_persist.langgraph.Checkpointer[{lg_spec.name}]")
     async def saver() -> AsyncIterator[Checkpointer]:
         yield make_saver()

@@ -20,27 +20,27 @@ def _contents(messages: List[Any]) -> List[str]:
     return [f"{type(m).__name__}:{m.content}" for m in messages]
 
 
-def test_interrupt_resume_and_restart(make_saver: Callable[[], Checkpointer]) -> None:
+def test_interrupt_resume_and_restart(make_saver: Callable[..., Checkpointer]) -> None:
     saver = make_saver()
     app = agent.build(saver)
     config = _config("user-1")
     app.invoke({"messages": [HumanMessage("hello")]}, config)
-    first = app.invoke({"messages": [HumanMessage("weather in Paris")]}, config)
+    first = app.invoke({"messages": [HumanMessage("What is the weather in Paris?")]}, config)
     assert "__interrupt__" in first
     state = app.get_state(config)
-    assert state.next == ("approval",)
-    assert state.tasks[0].interrupts[0].value == {"question": "run the tool?", "call": "get_weather"}
+    assert state.next == ("approve",)
+    assert state.tasks[0].interrupts[0].value == "run get_weather({'city': 'Paris'})?"
 
     # A new process (a new saver over the same store) resumes the interrupted run.
     restarted = agent.build(make_saver())
     done = restarted.invoke(Command(resume="yes"), config)
     assert _contents(done["messages"]) == [
         "HumanMessage:hello",
-        "AIMessage:echo: hello",
-        "HumanMessage:weather in Paris",
+        agent.said("hello"),
+        "HumanMessage:What is the weather in Paris?",
         "AIMessage:",
         "ToolMessage:sunny in Paris",
-        "AIMessage:The tool says: sunny in Paris",
+        "AIMessage:It is sunny in Paris.",
     ]
     assert isinstance(done["messages"][3], AIMessage) and done["messages"][3].tool_calls[0]["args"] == {"city": "Paris"}
     assert isinstance(done["messages"][4], ToolMessage)
@@ -54,21 +54,21 @@ def test_interrupt_resume_and_restart(make_saver: Callable[[], Checkpointer]) ->
     assert steps == sorted(steps, reverse=True)
 
 
-def test_time_travel_forks_from_an_earlier_checkpoint(make_saver: Callable[[], Checkpointer]) -> None:
+def test_time_travel_forks_from_an_earlier_checkpoint(make_saver: Callable[..., Checkpointer]) -> None:
     app = agent.build(make_saver())
     config = _config("user-2")
     for text in ("one", "two", "three"):
         app.invoke({"messages": [HumanMessage(text)]}, config)
     after_one = next(s for s in app.get_state_history(config) if len(s.values.get("messages", [])) == 2)
     forked = app.invoke({"messages": [HumanMessage("other")]}, after_one.config)
-    expected = ["HumanMessage:one", "AIMessage:echo: one", "HumanMessage:other", "AIMessage:echo: other"]
+    expected = ["HumanMessage:one", agent.said("one"), "HumanMessage:other", agent.said("other")]
     assert _contents(forked["messages"]) == expected
     assert len(app.get_state(config).values["messages"]) == 4  # the fork is the thread's latest now
     old = app.get_state(after_one.config)
-    assert _contents(old.values["messages"]) == ["HumanMessage:one", "AIMessage:echo: one"]
+    assert _contents(old.values["messages"]) == ["HumanMessage:one", agent.said("one")]
 
 
-def test_update_state_that_removes_messages(make_saver: Callable[[], Checkpointer]) -> None:
+def test_update_state_that_removes_messages(make_saver: Callable[..., Checkpointer]) -> None:
     from langchain_core.messages import RemoveMessage
 
     app = agent.build(make_saver())
@@ -78,13 +78,13 @@ def test_update_state_that_removes_messages(make_saver: Callable[[], Checkpointe
     first_id = app.get_state(config).values["messages"][0].id
     app.update_state(config, {"messages": [RemoveMessage(id=first_id)]})
     assert _contents(agent.build(make_saver()).get_state(config).values["messages"]) == [
-        "AIMessage:echo: a",
+        agent.said("a"),
         "HumanMessage:b",
-        "AIMessage:echo: b",
+        agent.said("b"),
     ]
 
 
-def test_a_linear_conversation_stores_each_message_once(make_saver: Callable[[], Checkpointer]) -> None:
+def test_a_linear_conversation_stores_each_message_once(make_saver: Callable[..., Checkpointer]) -> None:
     saver = make_saver()
     app = agent.build(saver)
     config = _config("user-4")
@@ -95,14 +95,26 @@ def test_a_linear_conversation_stores_each_message_once(make_saver: Callable[[],
     assert len(agent.build(make_saver()).get_state(config).values["messages"]) == 40
 
 
-def test_async_graph(make_saver: Callable[[], Checkpointer]) -> None:
+def test_reuse_loaded_values_gives_the_same_states(make_saver: Callable[..., Checkpointer]) -> None:
+    app = agent.build(make_saver(reuse_loaded_values=True))
+    config = _config("user-6")
+    for text in ("a", "b", "What is the weather in Rome?"):
+        app.invoke({"messages": [HumanMessage(text)]}, config)
+    app.invoke(Command(resume="yes"), config)
+    reused = app.get_state(config).values["messages"]
+    assert reused == agent.build(make_saver()).get_state(config).values["messages"]
+    assert _contents(reused)[-2:] == ["ToolMessage:sunny in Rome", "AIMessage:It is sunny in Rome."]
+    assert reused is not app.get_state(config).values["messages"]  # a new list each time (the items are shared)
+
+
+def test_async_graph(make_saver: Callable[..., Checkpointer]) -> None:
     async def run() -> None:
         app = agent.build(make_saver())
         config = _config("user-5")
-        await app.ainvoke({"messages": [HumanMessage("weather in Oslo")]}, config)
+        await app.ainvoke({"messages": [HumanMessage("weather in Oslo?")]}, config)
         done = await app.ainvoke(Command(resume="no"), config)
-        assert _contents(done["messages"]) == ["HumanMessage:weather in Oslo", "AIMessage:"]
-        assert (await app.aget_state(config)).values["approved"] is False
+        assert _contents(done["messages"]) == ["HumanMessage:weather in Oslo?", "AIMessage:", "ToolMessage:not approved"]
+        assert (await app.aget_state(config)).next == ()
         assert len([s async for s in app.aget_state_history(config)]) >= 3
         await make_saver().adelete_thread("user-5")
         assert (await app.aget_state(config)).values == {}
