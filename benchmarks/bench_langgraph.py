@@ -6,10 +6,13 @@ throwaway PostgreSQL 15 cluster (``fsync=off``; or set
 schema and a database of its own, both dropped at the end) and SQLite files
 in a temporary directory.
 
+The candidates: this saver on SQLite (also with ``reuse_loaded_values=True``)
+and on PostgreSQL, LangGraph's ``SqliteSaver`` and ``PostgresSaver``.
+
 Workload: one LangGraph thread, a ``StateGraph`` over ``MessagesState`` whose
 node is a fake model answering every user message, invoked once per turn
 with one new user message: each turn adds 2 messages (500 turns: 1,000
-messages). The four savers run the same conversation turn by turn, in
+messages). The savers run the same conversation turn by turn, in
 turn, so machine noise hits them alike.
 
 Reported:
@@ -17,7 +20,9 @@ Reported:
 * ``turn``: the whole ``graph.invoke`` of one turn (loading the latest
   checkpoint, running the node, storing the checkpoints and writes), median
   over the turns around 10 and around 1,000 messages;
-* ``saver``: the part of that turn spent inside the saver's methods;
+* ``get_tuple``: the saver reading the latest checkpoint when the run
+  starts; ``put``: the saver storing the turn's two checkpoints (LangGraph
+  calls ``put`` from a background thread while the graph goes on);
 * ``get_state``: ``graph.get_state`` at 1,000 messages, with a new saver
   (nothing cached in the process) and with the saver that wrote the thread;
 * ``bytes``: what the store holds at the end (SQLite: the database file after
@@ -32,11 +37,13 @@ import os
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import psycopg
 import psycopg2
@@ -53,7 +60,9 @@ from tests.servers import ENV_POSTGRES_URL, ExternalServer, PostgresServer, post
 THREAD = {"configurable": {"thread_id": "bench-thread"}}
 #: Turns whose message counts (before the turn) fall in these windows make the "at 10" and "at 1,000" medians.
 WINDOWS = {10: (6, 14), 1000: (950, 1000)}
-SAVER_METHODS = ("get_tuple", "put", "put_writes")
+#: The saver methods timed: reading the latest checkpoint (synchronous, when a run starts) and storing one.
+SAVER_METHODS = ("get_tuple", "put")
+Saver = BaseCheckpointSaver[Any]
 
 
 def fake_model(state: MessagesState) -> Dict[str, Any]:
@@ -61,7 +70,7 @@ def fake_model(state: MessagesState) -> Dict[str, Any]:
     return {"messages": [AIMessage(content=f"Here is a considered answer to {question!s}, with a few details. " * 2)]}
 
 
-def build(saver: BaseCheckpointSaver) -> Any:
+def build(saver: Saver) -> Any:
     builder = StateGraph(MessagesState)
     builder.add_node("model", fake_model)
     builder.add_edge(START, "model")
@@ -69,21 +78,23 @@ def build(saver: BaseCheckpointSaver) -> Any:
 
 
 class Timed:
-    """Wraps a saver's sync methods to add up the seconds spent in them."""
+    """Wraps a saver's methods to add up the seconds spent in each (they run in LangGraph's background threads too)."""
 
-    def __init__(self, saver: BaseCheckpointSaver) -> None:
+    def __init__(self, saver: Saver) -> None:
         self.saver = saver
-        self.seconds = 0.0
+        self.seconds: Dict[str, float] = {}
+        self._mutex = threading.Lock()
         for name in SAVER_METHODS:
-            setattr(saver, name, self._timed(getattr(saver, name)))
+            setattr(saver, name, self._timed(name, getattr(saver, name)))
 
-    def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
+    def _timed(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - start
+                with self._mutex:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
         return timed
 
@@ -91,9 +102,10 @@ class Timed:
 class Candidate:
     """One saver under test: how to open it (again), and how many bytes its store holds."""
 
-    def __init__(self, name: str, open_saver: Callable[[ExitStack], BaseCheckpointSaver], size: Callable[[], int]) -> None:
+    def __init__(self, name: str, open_saver: Callable[[ExitStack], Saver], size: Callable[[], int]) -> None:
         self.name, self.open_saver, self.size = name, open_saver, size
-        self.turns: List[Tuple[int, float, float]] = []  # (messages before the turn, turn seconds, saver seconds)
+        #: (messages before the turn, seconds of the turn, of its get_tuple, of its puts)
+        self.turns: List[Tuple[int, float, float, float]] = []
 
 
 def sqlite_file_size(path: Path) -> int:
@@ -136,29 +148,39 @@ def run(candidates: List[Candidate], turns: int, repeats: int) -> List[List[str]
             graphs.append(build(timer.saver))
         for turn in range(turns):
             for candidate, graph, timer in zip(candidates, graphs, timers):
-                timer.seconds = 0.0
+                timer.seconds = {}
                 start = time.perf_counter()
                 graph.invoke({"messages": [HumanMessage(f"question {turn}: what should I do about item {turn}?")]}, THREAD)
-                candidate.turns.append((2 * turn, time.perf_counter() - start, timer.seconds))
+                elapsed = time.perf_counter() - start
+                candidate.turns.append((2 * turn, elapsed, timer.seconds.get("get_tuple", 0.0), timer.seconds.get("put", 0.0)))
         assert all(len(g.get_state(THREAD).values["messages"]) == 2 * turns for g in graphs)
-        warm = {c.name: _get_state_samples(g, repeats) for c, g in zip(candidates, graphs)}
+        warm = {c.name: _get_state_samples(partial(_itself, g), repeats) for c, g in zip(candidates, graphs)}
     rows = []
     for candidate in candidates:
         with ExitStack() as stack:
-            cold = _get_state_samples(build(candidate.open_saver(stack)), repeats, fresh=lambda: build(candidate.open_saver(stack)))
+            cold = _get_state_samples(partial(_new_graph, candidate, stack), repeats)
         row = [candidate.name]
-        for target, (low, high) in WINDOWS.items():
-            picked = [(t, s) for n, t, s in candidate.turns if low <= n <= high]
-            row += [f"{median_ms([t for t, _ in picked]):.2f}", f"{median_ms([s for _, s in picked]):.2f}"]
-        row += [f"{median_ms(cold):.2f}", f"{median_ms(warm[candidate.name]):.2f}", f"{candidate.size() / 1e6:.2f}"]
+        for low, high in WINDOWS.values():
+            picked = [times for n, *times in candidate.turns if low <= n <= high]
+            row += [f"{median_ms([times[i] for times in picked]):.1f}" for i in range(3)]
+        row += [f"{median_ms(cold):.1f}", f"{median_ms(warm[candidate.name]):.1f}", f"{candidate.size() / 1e6:.2f}"]
         rows.append(row)
     return rows
 
 
-def _get_state_samples(graph: Any, repeats: int, fresh: Optional[Callable[[], Any]] = None) -> List[float]:
+def _itself(graph: Any) -> Any:
+    return graph
+
+
+def _new_graph(candidate: Candidate, stack: ExitStack) -> Any:
+    return build(candidate.open_saver(stack))
+
+
+def _get_state_samples(graph: Callable[[], Any], repeats: int) -> List[float]:
+    """``get_state`` times of the graphs ``graph()`` returns (made before each timing starts)."""
     samples = []
     for _ in range(repeats):
-        target = fresh() if fresh is not None else graph
+        target = graph()
         start = time.perf_counter()
         state = target.get_state(THREAD)
         samples.append(time.perf_counter() - start)
@@ -174,7 +196,7 @@ def main() -> int:
     schema = f"ap_bench_{uuid.uuid4().hex[:10]}"
     database = f"lg_bench_{uuid.uuid4().hex[:10]}"
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as cleanup:
-        server = postgres_url_or_start() if os.environ.get(ENV_POSTGRES_URL) else PostgresServer.start(extra_options=["-c", "fsync=off"])
+        server = postgres_url_or_start() if os.environ.get(ENV_POSTGRES_URL) else PostgresServer.start()
         cleanup.callback(server.cleanup)
         admin = psycopg.connect(server.url, autocommit=True)
         cleanup.callback(admin.close)
@@ -183,27 +205,37 @@ def main() -> int:
         lg_url = server.url.rsplit("/", 1)[0] + f"/{database}"
         cleanup.callback(lambda: _drop_schema(server.url, schema))
         ours_sqlite, theirs_sqlite = Path(tmp) / "agents_persist.db", Path(tmp) / "langgraph.db"
+        ours_sqlite_reuse = Path(tmp) / "agents_persist_reuse.db"
 
-        def ours_on_sqlite(stack: ExitStack) -> BaseCheckpointSaver:
+        def ours_on_sqlite(stack: ExitStack) -> Saver:
             backend = stack.enter_context(SqliteCheckpointer(str(ours_sqlite)))
             return Checkpointer(backend)
 
-        def ours_on_postgres(stack: ExitStack) -> BaseCheckpointSaver:
+        def ours_on_sqlite_reusing(stack: ExitStack) -> Saver:
+            backend = stack.enter_context(SqliteCheckpointer(str(ours_sqlite_reuse)))
+            return Checkpointer(backend, reuse_loaded_values=True)
+
+        def ours_on_postgres(stack: ExitStack) -> Saver:
             backend = stack.enter_context(PostgresCheckpointer(server.url, schema=schema))
             return Checkpointer(backend)
 
-        def sqlite_saver(stack: ExitStack) -> BaseCheckpointSaver:
+        def sqlite_saver(stack: ExitStack) -> Saver:
             saver = stack.enter_context(SqliteSaver.from_conn_string(str(theirs_sqlite)))
             saver.setup()
             return saver
 
-        def postgres_saver(stack: ExitStack) -> BaseCheckpointSaver:
+        def postgres_saver(stack: ExitStack) -> Saver:
             saver = stack.enter_context(PostgresSaver.from_conn_string(lg_url))
             saver.setup()
             return saver
 
         candidates = [
             Candidate("agents_persist on SQLite", ours_on_sqlite, lambda: sqlite_file_size(ours_sqlite)),
+            Candidate(
+                "agents_persist on SQLite, reuse_loaded_values",
+                ours_on_sqlite_reusing,
+                lambda: sqlite_file_size(ours_sqlite_reuse),
+            ),
             Candidate("LangGraph SqliteSaver", sqlite_saver, lambda: sqlite_file_size(theirs_sqlite)),
             Candidate("agents_persist on PostgreSQL", ours_on_postgres, lambda: postgres_size(server.url, schema)),
             Candidate("LangGraph PostgresSaver", postgres_saver, lambda: postgres_size(lg_url, "public")),
@@ -211,16 +243,10 @@ def main() -> int:
         rows = run(candidates, args.turns, args.repeats)
         kind = "external PostgreSQL" if isinstance(server, ExternalServer) else "PostgreSQL 15 (throwaway, fsync=off)"
         print(f"{args.turns} turns (2 messages each), {kind}; times in ms (medians), bytes in MB")
-        header = [
-            "saver",
-            "turn @10",
-            "saver @10",
-            "turn @1000",
-            "saver @1000",
-            "get_state cold",
-            "get_state warm",
-            "MB stored",
-        ]
+        header = ["saver"]
+        for at in WINDOWS:
+            header += [f"turn @{at}", f"get_tuple @{at}", f"put @{at}"]
+        header += ["get_state cold", "get_state warm", "MB stored"]
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         for row in [header, ["-" * w for w in widths], *rows]:
             print("| " + " | ".join(str(cell).ljust(w) for cell, w in zip(row, widths)) + " |")
