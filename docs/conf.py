@@ -52,4 +52,8 @@ nitpick_ignore_regex = [
     # redis-py and psycopg2: the client and pool a caller may hand to
     # RedisCheckpointer and PostgresCheckpointer.
     ("py:class", r"(redis|psycopg2)\..*"),
+    # LangGraph: BaseCheckpointSaver, RunnableConfig, Checkpoint, CheckpointTuple, ... in the signatures of
+    # agents_persist.langgraph.Checkpointer (RunnableConfig is langchain_core's).
+    ("py:class", r"langgraph\..*"),
+    ("py:class", r"langchain_core\..*"),
 ]
