@@ -11,12 +11,13 @@ binary)``, which moves bytea raw, and :func:`parse_load` reads that stream.
 from __future__ import annotations
 
 import struct
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
-from ...errors import CorruptSnapshotError
-from ...planning import Applied
+from ...codec import DIGEST_SIZE
+from ...planning import Applied, StoredHead
+from ..checks import MAX_INT, corrupt, integer, number, optional_number, what
 
-__all__ = ["LoadedHead", "pack_log", "parse_load", "applied_keys", "encode_key"]
+__all__ = ["LoadedHead", "pack_log", "parse_load", "applied_keys", "checked_head", "encode_key", "MAX_COUNT"]
 
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _COPY_HEADER = struct.Struct(">11sii")
@@ -29,6 +30,8 @@ _LOG_ROW_PREFIX = _INT16.pack(_LOAD_COLUMNS) + _INT32.pack(-1) * (_LOAD_COLUMNS 
 _LOG_ROW_HEADER = len(_LOG_ROW_PREFIX) + 4
 _ARRAY_HEADER = struct.Struct(">iiI")
 _ARRAY_DIMENSION = struct.Struct(">ii")
+#: Largest message count (the column is a 32-bit integer).
+MAX_COUNT = (1 << 31) - 1
 
 
 class LoadedHead(NamedTuple):
@@ -70,11 +73,49 @@ def encode_key(key: Optional[str]) -> Optional[bytes]:
     return None if key is None else key.encode("utf-8", "surrogatepass")
 
 
-def applied_keys(keys: Sequence[bytes], versions: Sequence[int]) -> Applied:
-    """The ``(key, version)`` pairs of the head's two array columns, oldest first."""
-    if len(keys) != len(versions):
-        raise ValueError("applied_keys and applied_versions differ in length")
-    return tuple((bytes(key).decode("utf-8", "surrogatepass"), int(version)) for key, version in zip(keys, versions))
+def applied_keys(keys: Any, versions: Any, thread_id: str) -> Applied:
+    """The ``(key, version)`` pairs of the head's two array columns, oldest first, checked.
+
+    Raises:
+        CorruptSnapshotError: They are not two one-dimensional arrays of the
+            same length without NULLs, of UTF-8 keys and versions from 1.
+    """
+    part = "idempotency keys"
+    if type(keys) is not list or type(versions) is not list or len(keys) != len(versions):
+        raise corrupt(thread_id, part, f"{what(keys)} and {what(versions)}, expected two arrays of the same length")
+    pairs = []
+    for key, version in zip(keys, versions):
+        if not isinstance(key, (bytes, memoryview)):
+            raise corrupt(thread_id, part, f"a key is {what(key)}")
+        try:
+            text = bytes(key).decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            # Not written by this library (nor repairable by a forced save, which keeps the keys): an
+            # opaque key; the save function compares keys as bytes, which no key encodes to.
+            text = bytes(key).decode("utf-8", "surrogateescape")
+        pairs.append((text, integer(version, thread_id, "version of an idempotency key", 1)))
+    return tuple(pairs)
+
+
+def checked_head(thread_id: str, row: Sequence[Any]) -> StoredHead:
+    """The head of a row ``(version, message_count, digest, updated_at, expires_at, generation, keys, versions)``.
+
+    Raises:
+        CorruptSnapshotError: A value is out of the range this library writes
+            (the columns' types hold more: negative counts, NaN, ...).
+    """
+    version, count, digest, updated_at, expires_at, generation, keys, versions = row
+    if not isinstance(digest, (bytes, memoryview)) or len(digest) != DIGEST_SIZE:
+        raise corrupt(thread_id, "message digest", f"{what(digest)}, expected {DIGEST_SIZE} bytes")
+    return StoredHead(
+        integer(version, thread_id, "version", 1, MAX_INT - 1),
+        integer(count, thread_id, "message count", 0, MAX_COUNT),
+        bytes(digest),
+        number(updated_at, thread_id, "update time"),
+        optional_number(expires_at, thread_id, "expiry time"),
+        integer(generation, thread_id, "generation", -MAX_INT - 1),
+        applied_keys(keys, versions, thread_id),
+    )
 
 
 def _array_elements(value: bytes) -> List[bytes]:
@@ -86,6 +127,8 @@ def _array_elements(value: bytes) -> List[bytes]:
         raise ValueError(f"array of {dimensions} dimensions")
     size, _lower = _ARRAY_DIMENSION.unpack_from(value, _ARRAY_HEADER.size)
     pos = _ARRAY_HEADER.size + _ARRAY_DIMENSION.size
+    if not 0 <= size <= (len(value) - pos) // 4:  # each element is at least its length word
+        raise ValueError(f"array of {size} elements in {len(value)} bytes")
     elements: List[bytes] = []
     for _ in range(size):
         (length,) = _INT32.unpack_from(value, pos)
@@ -106,14 +149,29 @@ def _not_null(value: Optional[bytes]) -> bytes:
     return value
 
 
-def _parse_head(buf: bytes, view: memoryview, pos: int) -> Tuple[LoadedHead, int]:
-    """The head row's values starting at ``pos`` (after its field count); returns the head and the next position."""
+def _array(part: str, value: Optional[bytes]) -> List[bytes]:
+    try:
+        return _array_elements(_not_null(value))
+    except (ValueError, struct.error) as exc:
+        raise ValueError(f"the {part} are not a one-dimensional array without NULLs ({exc})") from None
+
+
+def _float(value: bytes) -> float:
+    (number,) = struct.unpack(">d", value)
+    return float(number)
+
+
+def _parse_head(buf: bytes, view: memoryview, pos: int) -> Tuple[Tuple[Any, ...], bytes, int]:
+    """The head row's values starting at ``pos`` (after its field count): its scalars in the order of
+    :func:`checked_head`, the encoded head and the next position."""
     values: List[Optional[bytes]] = []
     for _ in range(_LOAD_COLUMNS - 1):
         (length,) = _INT32.unpack_from(buf, pos)
         pos += 4
         if length < 0:
             values.append(None)
+        elif length > len(buf) - pos:
+            raise ValueError(f"a head column of {length} bytes runs past the end of the stream")
         else:
             values.append(bytes(view[pos : pos + length]))
             pos += length
@@ -121,17 +179,17 @@ def _parse_head(buf: bytes, view: memoryview, pos: int) -> Tuple[LoadedHead, int
     if length != -1:
         raise ValueError("head row has a log column")
     version, count, digest, head, updated_at, expires_at, generation, keys, versions = values
-    parsed = LoadedHead(
+    scalars = (
         _int(_not_null(version)),
         _int(_not_null(count)),
         _not_null(digest),
-        _not_null(head),
-        struct.unpack(">d", _not_null(updated_at))[0],
-        None if expires_at is None else struct.unpack(">d", expires_at)[0],
+        _float(_not_null(updated_at)),
+        None if expires_at is None else _float(expires_at),
         _int(_not_null(generation)),
-        applied_keys(_array_elements(_not_null(keys)), [_int(v) for v in _array_elements(_not_null(versions))]),
+        _array("idempotency keys", keys),
+        [_int(v) for v in _array("versions of the idempotency keys", versions)],
     )
-    return parsed, pos + 4
+    return scalars, _not_null(head), pos + 4
 
 
 def _parse_log_rows(buf: bytes, view: memoryview, pos: int) -> List[memoryview]:
@@ -172,10 +230,13 @@ def parse_load(buf: bytes, thread_id: str) -> Optional[Tuple[LoadedHead, bytes]]
             return None
         if fields != _LOAD_COLUMNS:
             raise ValueError(f"head row has {fields} columns")
-        head, pos = _parse_head(buf, view, pos + 2)
+        scalars, blob, pos = _parse_head(buf, view, pos + 2)
         parts = _parse_log_rows(buf, view, pos)
     except (ValueError, struct.error) as exc:
-        message = f"thread {thread_id!r}: cannot read the stored thread from PostgreSQL's COPY output: {exc}"
-        raise CorruptSnapshotError(message, thread_id=thread_id) from exc
+        raise corrupt(thread_id, "thread (as PostgreSQL's COPY sends it)", str(exc)) from exc
+    h = checked_head(thread_id, scalars)
+    if not blob:
+        raise corrupt(thread_id, "head (todos, interrupt, metadata)", "no bytes")
+    head = LoadedHead(h.version, h.message_count, h.digest, blob, h.updated_at, h.expires_at, h.generation, h.applied)
     data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
     return head, data

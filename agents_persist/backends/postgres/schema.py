@@ -68,6 +68,7 @@ MIGRATIONS: Tuple[Migration, ...] = (
     Migration(2, "generations and idempotency keys, save2/load2 functions", "0002_generations_and_keys.sql"),
     Migration(3, "SQL interface: <table>_threads and <table>_messages views, mirror columns, save3", "0003_sql_interface.sql"),
     Migration(4, "mirror the threads stored before migration 3", "0004_backfill_mirror.sql", backfill=True),
+    Migration(5, "save4/delete2: saves check the stored head row, forced saves and deletes replace garbage", "0005_saves_over_garbage.sql"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _NAME_MARK = "-- name:"
@@ -142,6 +143,8 @@ def object_names(schema: str, table: str) -> Dict[str, Any]:
         "log_name": sql.Identifier(f"{table}_log"),
         "threads_view": qualified(f"{table}_threads"),
         "save3_fn": qualified(f"{table}_save3"),
+        "save4_fn": qualified(f"{table}_save4"),
+        "delete2_fn": qualified(f"{table}_delete2"),
         "purge_batch_fn": qualified(f"{table}_purge_batch"),
         "search_fn": qualified(f"{table}_search"),
         "migrations": qualified(f"{table}_migrations"),

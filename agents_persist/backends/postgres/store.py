@@ -15,9 +15,11 @@ import time
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional
 
+import psycopg2.errors
+
 from ...errors import ConfigurationError
 from ...models import ThreadInfo
-from ...paging import Position, thread_info
+from ...paging import Position
 from ...planning import (
     MAX_APPLIED_KEYS,
     PlannedWrite,
@@ -30,9 +32,11 @@ from ...planning import (
 )
 from ...slices import clamp_bound, sliced
 from ...store import Store
+from ..checks import MAX_INT, corrupt, integer, optional_number, summary
 from . import schema as _schema
+from .classify import first_line
 from .connection import Connections
-from .copy import applied_keys, encode_key, pack_log, parse_load
+from .copy import MAX_COUNT, checked_head, encode_key, pack_log, parse_load
 from .mirror import head_docs, message_docs
 
 __all__ = ["PostgresStore", "CHUNK_BYTES", "MERGE_ROWS", "SEALED_TIER", "PURGE_BATCH"]
@@ -187,24 +191,26 @@ class PostgresStore(Store):
         if not found or found[0][0] != 0:
             return None
         _, version, count, expires_at, *_ = found[0]
+        version = integer(version, thread_id, "version", 1, MAX_INT - 1)
+        count = integer(count, thread_id, "message count", 0, MAX_COUNT)
+        expires_at = optional_number(expires_at, thread_id, "expiry time")
         chunks = [row[4:7] for row in found[1:]]
-        return sliced(int(version), int(count), expires_at, start, stop, chunks, thread_id)
+        return sliced(version, count, expires_at, start, stop, chunks, thread_id)
 
     def read_head(self, thread_id: str) -> Optional[StoredHead]:
         with self._cursor("read a thread's head") as cursor:
             cursor.execute(self._query("head"), (thread_id, time.time()))
             row = cursor.fetchone()
-        if row is None:
-            return None
-        version, count, digest, updated_at, expires_at, generation, keys, versions = row
-        applied = applied_keys(keys, versions)
-        return StoredHead(int(version), int(count), bytes(digest), updated_at, expires_at, int(generation), applied)
+        return None if row is None else checked_head(thread_id, row)
 
     def read_version(self, thread_id: str) -> int:
         with self._cursor("read a version") as cursor:
             cursor.execute(self._query("version"), (thread_id, time.time()))
             row = cursor.fetchone()
-        return 0 if row is None else int(row[0])
+        if row is None:
+            return 0
+        optional_number(row[1], thread_id, "expiry time")  # NaN sorts above every time in SQL: "live"
+        return integer(row[0], thread_id, "version", 1, MAX_INT - 1)
 
     def write(self, thread_id: str, write: PlannedWrite) -> Written:
         """Run the save function, which checks :func:`~agents_persist.planning.precondition`'s rule server-side."""
@@ -236,7 +242,10 @@ class PostgresStore(Store):
             CHUNK_BYTES,
         )
         with self._cursor("save a thread", writes=True) as cursor:
-            cursor.execute(self._query("save"), params)
+            try:
+                cursor.execute(self._query("save"), params)
+            except psycopg2.errors.DataCorrupted as exc:  # raised by the save function (migration 5): nothing written
+                raise corrupt(thread_id, "head row", f"{first_line(exc)}; nothing was saved") from None
             status, version, generation = cursor.fetchone()
         if status == _CONFLICT:
             expected = write.expected_version
@@ -268,7 +277,8 @@ class PostgresStore(Store):
         with self._cursor(what) as cursor:
             cursor.execute(self._query(query), params)
             rows = cursor.fetchall()
-        return [thread_info(*row) for row in rows]
+        # A row with bad scalars is listed with placeholder values and a warning (as on SQLite).
+        return [summary(row) for row in rows]
 
     def purge(self, now: float) -> int:
         return self._purge("purge expired threads", now, None, PURGE_BATCH)

@@ -6,8 +6,9 @@ disk or an attacker put there. Every value read is checked for its type and
 range, and the log's row positions, counts and sizes are checked before
 anything is allocated or followed; what is wrong is reported as
 :class:`~agents_persist.errors.CorruptSnapshotError` naming the thread and the
-part. Listing never raises for one bad row: it lists the thread with
-placeholder values and logs a warning.
+part (the checks of :mod:`..checks`, shared with PostgreSQL). Listing never
+raises for one bad row: it lists the thread with placeholder values and logs a
+warning.
 
 A log row holds ``n`` consecutive messages starting at position ``seq``: their
 encoded blobs concatenated exactly as written, so a load hands the
@@ -16,23 +17,16 @@ concatenation of all rows to the codec in one call.
 
 from __future__ import annotations
 
-import logging
-import math
-from datetime import datetime, timezone
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from ...codec import DIGEST_SIZE, decode_applied
-from ...errors import CorruptSnapshotError
-from ...models import ThreadInfo
-from ...paging import thread_info
 from ...planning import StoredHead
+from ..checks import MAX_INT, corrupt, integer, number, summary
+from ..checks import optional_number as _optional_number
+from ..checks import what as _what
 
 __all__ = ["MAX_INT", "CHUNK_BYTES", "LogRow", "corrupt", "integer", "number", "head", "log", "summary", "pack"]
 
-logger = logging.getLogger(__name__)
-
-#: Largest value of an SQLite INTEGER; a version must stay below it so that version + 1 fits.
-MAX_INT = (1 << 63) - 1
 #: Most bytes of encoded messages packed into one log row (a single larger message gets a row of its own).
 CHUNK_BYTES = 1 << 20
 #: An encoded message is at least its format byte and a one-byte msgpack map header.
@@ -40,38 +34,6 @@ MIN_MESSAGE_BYTES = 2
 
 LogRow = Tuple[int, int, bytes]
 """``(seq, n, data)``: ``n`` messages from position ``seq``, concatenated."""
-
-
-def _what(value: Any) -> str:
-    if isinstance(value, (bytes, str)):
-        return f"a {type(value).__name__} of {len(value)} bytes" if isinstance(value, bytes) else f"a str of {len(value)} chars"
-    return f"{type(value).__name__} {value!r}"
-
-
-def corrupt(thread_id: Optional[str], part: str, detail: str) -> CorruptSnapshotError:
-    """The error for a bad stored ``part`` of ``thread_id``."""
-    return CorruptSnapshotError(
-        f"thread {thread_id!r}: the stored {part} is corrupt: {detail} (save(..., force=True) or delete() replaces it)",
-        thread_id=thread_id,
-    )
-
-
-def integer(value: Any, thread_id: Optional[str], part: str, low: int = 0, high: int = MAX_INT) -> int:
-    """``value`` if it is an int in ``[low, high]``."""
-    if type(value) is not int or not low <= value <= high:
-        raise corrupt(thread_id, part, f"{_what(value)}, expected an integer from {low} to {high}")
-    return value
-
-
-def number(value: Any, thread_id: Optional[str], part: str) -> float:
-    """``value`` as a float if it is a number (not NaN)."""
-    if type(value) not in (int, float) or value != value:
-        raise corrupt(thread_id, part, f"{_what(value)}, expected a number")
-    return float(value)
-
-
-def _optional_number(value: Any, thread_id: Optional[str], part: str) -> Optional[float]:
-    return None if value is None else number(value, thread_id, part)
 
 
 def _blob(value: Any, thread_id: Optional[str], part: str) -> bytes:
@@ -129,53 +91,6 @@ def log(rows: Iterable[Sequence[Any]], message_count: int, thread_id: str) -> by
     if expected != message_count:
         raise corrupt(thread_id, "message log", f"it holds {expected} messages, the head says {message_count}")
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-_LATEST = datetime.max.replace(tzinfo=timezone.utc)
-_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
-
-
-def _clamped_datetime(timestamp: float) -> datetime:
-    try:
-        return datetime.fromtimestamp(timestamp, timezone.utc)
-    except (OverflowError, ValueError, OSError):
-        return _LATEST if timestamp > 0 else _EARLIEST
-
-
-def summary(row: Sequence[Any]) -> ThreadInfo:
-    """A :class:`ThreadInfo` of a listing row ``(thread_id, version, updated_at, message_count, expires_at)``.
-
-    A row with a bad value is still listed, so that one corrupt thread never
-    breaks a listing (and can be found, loaded to see the error, and
-    repaired): an unreadable version or count shows as 0, an unreadable or
-    out-of-range time as the nearest representable one (an update time
-    that is not a number sorts first, as SQLite orders it, so its cursor
-    continues from +inf). A warning names the thread and the part.
-    """
-    thread_id, version, updated_at, count, expires_at = row
-    try:
-        return thread_info(
-            thread_id,
-            integer(version, thread_id, "version", 1),
-            number(updated_at, thread_id, "update time"),
-            integer(count, thread_id, "message count"),
-            _optional_number(expires_at, thread_id, "expiry time"),
-        )
-    except CorruptSnapshotError as exc:
-        logger.warning("listing %s; listed with placeholder values", exc)
-    except (OverflowError, ValueError, OSError) as exc:
-        logger.warning("listing thread %r: a stored time is out of range (%s); listed with placeholder values", thread_id, exc)
-    stamp = float(updated_at) if type(updated_at) in (int, float) and updated_at == updated_at else math.inf
-    ends = float(expires_at) if type(expires_at) in (int, float) and expires_at == expires_at else None
-    return ThreadInfo(
-        thread_id=thread_id,
-        version=version if type(version) is int and 0 <= version <= MAX_INT else 0,
-        updated_at=_clamped_datetime(stamp),
-        message_count=count if type(count) is int and 0 <= count <= MAX_INT else 0,
-        expires_at=None if ends is None else _clamped_datetime(ends),
-        updated_timestamp=stamp,
-        corrupt=True,
-    )
 
 
 def pack(pieces: Sequence[Tuple[int, bytes]], first_seq: int) -> List[LogRow]:

@@ -4,7 +4,7 @@
 
 -- name: save
 SELECT o_status, o_version, o_generation
-    FROM {save3_fn}(%s, %s, %s, %s, %s, %s, %s, %s, %s::json[], %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb,
+    FROM {save4_fn}(%s, %s, %s, %s, %s, %s, %s, %s, %s::json[], %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb,
                     %s, %s, %s, %s, %s, %s, %s, %s)
 
 -- name: load
@@ -37,14 +37,14 @@ SELECT 1, NULL, NULL, NULL, m.seq, m.n, m.data
 ORDER BY 1, 5
 
 -- name: version
-SELECT version FROM {threads} WHERE thread_id = %s AND (expires_at IS NULL OR expires_at > %s)
+SELECT version, expires_at FROM {threads} WHERE thread_id = %s AND (expires_at IS NULL OR expires_at > %s)
 
 -- name: head
 SELECT version, message_count, digest, updated_at, expires_at, generation, applied_keys, applied_versions
     FROM {threads} WHERE thread_id = %s AND (expires_at IS NULL OR expires_at > %s)
 
 -- name: delete
-SELECT {delete_fn}(%s, %s)
+SELECT {delete2_fn}(%s, %s)
 
 -- name: purge
 -- One batch of at most %(limit)s threads (expired ones if %(before)s is NULL, else those last
