@@ -68,7 +68,7 @@ MIGRATIONS: Tuple[Migration, ...] = (
     Migration(2, "generations and idempotency keys, save2/load2 functions", "0002_generations_and_keys.sql"),
     Migration(3, "SQL interface: <table>_threads and <table>_messages views, mirror columns, save3", "0003_sql_interface.sql"),
     Migration(4, "mirror the threads stored before migration 3", "0004_backfill_mirror.sql", backfill=True),
-    Migration(5, "save4/delete2: saves check the stored head row, forced saves and deletes replace garbage", "0005_saves_over_garbage.sql"),
+    Migration(5, "save4/delete2: saves check the head row, forced ones replace garbage", "0005_saves_over_garbage.sql"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _NAME_MARK = "-- name:"
