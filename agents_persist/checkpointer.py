@@ -309,8 +309,8 @@ class Checkpointer:
             self._check_open()
             page = self.store.scan(prefix or None, after, page_size, time.time())
             yield from page
-            if len(page) < page_size:
-                return
+            if len(page) < page_size or (after is not None and page[-1].thread_id <= after):
+                return  # the last page, or a store whose order a foreign write broke: never loop
             after = page[-1].thread_id
 
     @contextmanager

@@ -156,8 +156,14 @@ class ThreadIndex:
         batch = min(limit, MAX_LIST_BATCH)
         backfilled = False
         keys = (self.keys[0], self.keys[2])
+        last: Optional[bytes] = None
         while len(found) < limit:
             by_update, by_id, members, scores = self.connection.run(INDEX_IDS, keys, (lower, upper, batch))
+            if members and (last is not None and members[-1] <= last or any(a >= b for a, b in zip(members, members[1:]))):
+                # ZRANGEBYLEX is ordered only if every entry has the same score: someone else's
+                # write broke that. Stop here rather than walk the same entries for ever.
+                logger.warning("the index by ID %r is out of order (entries with other scores); the walk stops", self.keys[2])
+                break
             if int(by_update) > int(by_id) and not backfilled:
                 self._backfill(client)
                 backfilled = True
@@ -174,7 +180,8 @@ class ThreadIndex:
                     found.append(info)
             if len(members) < batch:
                 break
-            lower = b"(" + members[-1]
+            last = members[-1]
+            lower = b"(" + last
             batch = min(max(2 * batch, limit - len(found)), MAX_LIST_BATCH)
         if fixes:
             self.connection.run(INDEX_FIX, self.keys, fixes)

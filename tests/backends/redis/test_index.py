@@ -206,3 +206,28 @@ def test_corrupt_head_raises_on_load_and_is_skipped_by_listings(
     assert [i.thread_id for i in cp.iter_threads(prefix)] == [prefix + "fine"]
     assert "corrupt" in caplog.text
     assert cp.delete(tid) is True
+
+
+@pytest.mark.timeout(60)
+def test_iter_threads_ends_when_someone_broke_the_index_order(
+    private_server: RedisServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ZRANGEBYLEX is ordered only when all scores are equal: a foreign write of other scores must not loop the walk."""
+    cp = RedisCheckpointer.from_url(private_server.url)
+    raw = redis.Redis.from_url(private_server.url)
+    try:
+        ids = [f"t{i:03d}" for i in range(40)]
+        for tid in ids:
+            cp.save(tid, AgentStateSnapshot())
+        by_id = cp.store.index.keys[2]
+        for i, tid in enumerate(ids):  # scores that order the set backwards
+            raw.zadd(by_id, {tid.encode(): float(len(ids) - i)})
+        monkeypatch.setattr(redis_index, "MAX_LIST_BATCH", 4)
+        with caplog.at_level(logging.WARNING):
+            walked = [info.thread_id for info in cp.iter_threads(page_size=4)]
+        assert len(walked) == len(set(walked)) <= len(ids)
+        assert any("out of order" in record.getMessage() for record in caplog.records)
+    finally:
+        raw.flushall()
+        raw.close()
+        cp.close()
