@@ -157,13 +157,19 @@ class ThreadIndex:
         backfilled = False
         keys = (self.keys[0], self.keys[2])
         last: Optional[bytes] = None
+        first_lower, reordered = lower, False
         while len(found) < limit:
             by_update, by_id, members, scores = self.connection.run(INDEX_IDS, keys, (lower, upper, batch))
             if members and (last is not None and members[-1] <= last or any(a >= b for a, b in zip(members, members[1:]))):
                 # ZRANGEBYLEX is ordered only if every entry has the same score: someone else's
-                # write broke that. Stop here rather than walk the same entries for ever.
-                logger.warning("the index by ID %r is out of order (entries with other scores); the walk stops", self.keys[2])
-                break
+                # write broke that. Give every entry score 0 again and walk anew, once; never loop.
+                if reordered:
+                    logger.warning("the index by ID %r is still out of order; the walk stops", self.keys[2])
+                    break
+                logger.warning("the index by ID %r is out of order (entries with other scores): repaired", self.keys[2])
+                self._zero_scores(client)
+                reordered, lower, last, found, fixes = True, first_lower, None, [], []
+                continue
             if int(by_update) > int(by_id) and not backfilled:
                 self._backfill(client)
                 backfilled = True
@@ -186,6 +192,13 @@ class ThreadIndex:
         if fixes:
             self.connection.run(INDEX_FIX, self.keys, fixes)
         return found[:limit]
+
+    def _zero_scores(self, client: Any) -> None:
+        """Set every entry of the index by ID back to score 0 (what ordered ``ZRANGEBYLEX`` needs)."""
+        by_id = self.keys[2]
+        stray = [*client.zrangebyscore(by_id, "-inf", "(0"), *client.zrangebyscore(by_id, "(0", "+inf")]
+        for start in range(0, len(stray), 1000):
+            client.zadd(by_id, dict.fromkeys(stray[start : start + 1000], 0))
 
     def _backfill(self, client: Any) -> None:
         """Give every thread in the index by update time an entry in the index by ID."""

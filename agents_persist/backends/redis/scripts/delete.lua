@@ -21,7 +21,9 @@ end
 if not stored[1] then
   return {0}
 end
-if stored[2] and tonumber(stored[2]) <= tonumber(ARGV[1]) then
+-- An expiry that is not a number (garbage) counts as live, as a head of the wrong type does.
+local expires = stored[2] and tonumber(stored[2])
+if expires and expires <= tonumber(ARGV[1]) then
   return {0, stored[1]}
 end
 return {1, stored[1]}

@@ -234,6 +234,10 @@ if key then
   kept[#kept + 1] = (version + 1) .. ':' .. #key .. ':' .. key
   fields[#fields + 1], fields[#fields + 2] = 'a', table.concat(kept)
 end
+if forced and not key and raw_applied ~= '' and not parse_applied(raw_applied) then
+  -- A forced save repairs whatever is there: applied keys that do not parse are dropped.
+  redis.call('HDEL', head, 'a')
+end
 local had_expiry = live and stored[4]
 if ARGV[8] ~= '' then
   fields[#fields + 1], fields[#fields + 2] = 'e', ARGV[8]
