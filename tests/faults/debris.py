@@ -97,7 +97,7 @@ def _postgres(cp: Checkpointer, prefix: str) -> Debris:
 
     store: Any = cp.store
     threads = sql.Identifier(store.schema, store.table_name)
-    messages = sql.Identifier(store.schema, f"{store.table_name}_messages")
+    messages = sql.Identifier(store.schema, f"{store.table_name}_log")  # the storage table (_messages is the SQL view)
     query = sql.SQL(
         "SELECT m.thread_id, m.seq, m.n, t.message_count FROM {messages} m "
         "LEFT JOIN {threads} t ON t.thread_id = m.thread_id WHERE starts_with(m.thread_id, %s) ORDER BY 1, 2"
