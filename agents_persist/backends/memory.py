@@ -6,23 +6,12 @@ import threading
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
-from .. import options
+from .. import options, planning
 from ..checkpointer import Checkpointer
 from ..codec import EMPTY_DIGEST
 from ..models import ThreadInfo
 from ..paging import Position, thread_info
-from ..planning import (
-    Applied,
-    PlannedWrite,
-    StoredHead,
-    StoredSlice,
-    StoredThread,
-    Written,
-    enforce_precondition,
-    is_expired,
-    record_applied,
-    resolve_slice,
-)
+from ..planning import Applied, PlannedWrite, StoredHead, StoredThread, Written, enforce_precondition, is_expired, record_applied
 from ..registry import Backend
 from ..store import Store
 
@@ -63,14 +52,15 @@ class InMemoryStore(Store):
             return None
         return StoredHead(s.version, s.message_count, s.digest, s.updated_at, s.expires_at, s.generation, s.applied)
 
-    def read_messages(self, thread_id: str, start: Optional[int], stop: Optional[int]) -> Optional[StoredSlice]:
+    def read_messages(self, thread_id: str, start: Optional[int], stop: Optional[int]) -> Optional[planning.StoredSlice]:
         with self._mutex:
             s = self._live(thread_id)
         if s is None:
             return None
         assert isinstance(s.messages, list)
-        first, end = resolve_slice(start, stop, s.message_count)
-        return StoredSlice(s.version, s.message_count, first, end, first, s.messages[first:end], end - first, s.expires_at)
+        first, end = planning.resolve_slice(start, stop, s.message_count)
+        messages = s.messages[first:end]
+        return planning.StoredSlice(s.version, s.message_count, first, end, first, messages, end - first, s.expires_at)
 
     def write(self, thread_id: str, write: PlannedWrite) -> Written:
         with self._mutex:
