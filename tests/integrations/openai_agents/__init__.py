@@ -1,0 +1,1 @@
+"""agents_persist.openai_agents with the OpenAI Agents SDK."""
