@@ -59,11 +59,11 @@ from .ids import validate_thread_id
 from .models import AgentMessage, AgentStateSnapshot
 
 if TYPE_CHECKING:
-    from agents.items import TResponseInputItem
+    import agents.items
 
 __all__ = ["Session", "item_to_message", "message_to_items", "EXTRA_KEY"]
 
-#: The key of :attr:`AgentMessage.extra` holding what :func:`from_responses` alone would not give back:
+#: The key of ``AgentMessage.extra`` holding what :func:`~agents_persist.from_responses` alone would not give back:
 #: ``{"order": [...]}`` (the item's key order) or ``{"item": {...}}`` (the whole item).
 EXTRA_KEY = "openai_agents"
 
@@ -170,7 +170,7 @@ class Session:
             raise InvalidArgumentError(f"checkpointer must be a Checkpointer or an AsyncCheckpointer, not {kind}")
         self.session_settings = session_settings
 
-    async def get_items(self, limit: Optional[int] = None) -> List["TResponseInputItem"]:
+    async def get_items(self, limit: Optional[int] = None) -> List[agents.items.TResponseInputItem]:
         """The session's items, oldest first: all of them, or the last ``limit`` (reading only those).
 
         ``limit`` defaults to ``session_settings.limit``; None means all.
@@ -185,16 +185,16 @@ class Session:
                 return []
             messages = await self.checkpointer.tail(self.session_id, limit)
         items = [item for message in messages for item in message_to_items(message)]
-        return cast("List[TResponseInputItem]", items if limit is None else items[-limit:])
+        return cast("List[agents.items.TResponseInputItem]", items if limit is None else items[-limit:])
 
-    async def add_items(self, items: List["TResponseInputItem"]) -> None:
+    async def add_items(self, items: List[agents.items.TResponseInputItem]) -> None:
         """Append ``items`` to the session in one atomic step, without reading or rewriting the history."""
         if not items:
             return
         messages = [item_to_message(item) for item in items]
         await self.checkpointer.append(self.session_id, messages)
 
-    async def pop_item(self) -> Optional["TResponseInputItem"]:
+    async def pop_item(self) -> Optional[agents.items.TResponseInputItem]:
         """Remove and return the newest item (None if the session is empty), exactly once under concurrency.
 
         A compare-and-set :meth:`~agents_persist.AsyncCheckpointer.update`:
@@ -221,7 +221,7 @@ class Session:
             await self.checkpointer.update(self.session_id, pop)
         except _Empty:
             return None
-        return cast("TResponseInputItem", popped[0])
+        return cast("agents.items.TResponseInputItem", popped[0])
 
     async def clear_session(self) -> None:
         """Delete the session's thread (its items and everything else stored under the session ID)."""

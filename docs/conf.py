@@ -56,4 +56,7 @@ nitpick_ignore_regex = [
     # agents_persist.langgraph.Checkpointer (RunnableConfig is langchain_core's).
     ("py:class", r"langgraph\..*"),
     ("py:class", r"langchain_core\..*"),
+    # The OpenAI Agents SDK: SessionSettings and TResponseInputItem in the
+    # signatures of agents_persist.openai_agents.Session (no intersphinx inventory).
+    ("py:class", r"agents\..*"),
 ]
