@@ -71,11 +71,13 @@ def test_two_processes_on_one_session(
             assert items[start : start + len(batch)] == batch
     assert len(items) == 2 * sum(len(batch) for batch in workers.batches(0, BATCHES))
     switches = sum(1 for a, b in zip(items, items[1:]) if a[:2] != b[:2])
+    assert switches > 1, "the two processes' adds did not overlap: no race was run"
 
     # Both popping: each item popped exactly once, newest first as each process saw it.
     pops = [_contents(result[1]) for result in results]
     assert sorted(pops[0] + pops[1]) == _contents(to_pop)
     assert all(mine == sorted(mine, reverse=True) for mine in pops)
+    assert all(pops), "one process popped nothing: no race was run"
     assert stored(popped) == []
 
     # One adding while the other pops: nothing lost or doubled, the rest in order.

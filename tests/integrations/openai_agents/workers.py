@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -17,6 +18,9 @@ from tests.spec import BackendSpec
 
 #: Batch sizes of the adding processes, in turn: single items and small turns, as the Runner writes them.
 BATCH_SIZES = (1, 3, 2)
+
+#: Longest pause between two calls of one process, in seconds.
+PAUSE = 0.005
 
 #: ``("add", session_id, worker, batches)``, ``("pop", session_id)`` (until empty) or ``("pop_some", session_id, n)``.
 Step = Tuple[Any, ...]
@@ -30,6 +34,11 @@ def batches(worker: int, count: int) -> List[List[Dict[str, Any]]]:
     ]
 
 
+async def _pause() -> None:
+    """A few milliseconds between calls, as between an agent's turns, so the two processes' calls interleave."""
+    await asyncio.sleep(random.uniform(0, PAUSE))
+
+
 async def _step(checkpointer: Any, step: Step) -> List[Optional[Any]]:
     kind, session_id, *args = step
     session = Session(session_id, checkpointer)
@@ -37,12 +46,15 @@ async def _step(checkpointer: Any, step: Step) -> List[Optional[Any]]:
     if kind == "add":
         for batch in batches(*args):
             await session.add_items(batch)
+            await _pause()
     elif kind == "pop":
         while (item := await session.pop_item()) is not None:
             done.append(item)
+            await _pause()
     elif kind == "pop_some":
         for _ in range(args[0]):
             done.append(await session.pop_item())
+            await _pause()
     else:
         raise ValueError(kind)
     return done
