@@ -135,7 +135,8 @@ class Session:
     Args:
         session_id: The session's ID, used as the thread ID (a valid thread ID:
             non-empty, at most 512 UTF-8 bytes, no control characters).
-        checkpointer: Where to store it: an :class:`~agents_persist.AsyncCheckpointer`
+        checkpointer (Union[agents_persist.AsyncCheckpointer, agents_persist.Checkpointer]):
+            Where to store it: an :class:`~agents_persist.AsyncCheckpointer`
             (share one per process among all sessions) or a blocking
             :class:`~agents_persist.Checkpointer`, which this session then runs
             through a private ``AsyncCheckpointer`` (shut down by :meth:`close`;
