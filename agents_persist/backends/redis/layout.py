@@ -10,6 +10,11 @@ one cluster slot; the three index sets share a tag of their own::
     <prefix>{<id>}:log         list of entries, each one or more encoded messages
                                concatenated, in order; k in the head counts them
                                (absent: one per message, the layout before packing)
+    <prefix>{<id>}:pos         string: where each message ends, in bytes from the start of
+                               the log (4-byte big-endian each); with the head's field s
+                               ("<version>;" and each entry's first position, 4-byte
+                               big-endian each) the position index of partial reads,
+                               valid while s names the head's version (absent: whole reads)
     <prefix>{%index}:updated   sorted set: thread ID -> updated_at (for list_threads)
     <prefix>{%index}:expires   sorted set: thread ID -> expires_at (threads with a TTL)
     <prefix>{%index}:ids       sorted set: thread ID -> 0, walked by ID (for iter_threads)
@@ -32,6 +37,7 @@ __all__ = [
     "HEAD_FIELDS",
     "escape_tag",
     "thread_keys",
+    "positions_key",
     "index_keys",
     "optional_float",
     "corrupt_head",
@@ -62,6 +68,11 @@ def thread_keys(key_prefix: str, thread_id: str) -> Tuple[str, str]:
     """Head and log keys of ``thread_id``, hash-tagged by the (escaped) thread ID."""
     base = f"{key_prefix}{{{escape_tag(thread_id)}}}"
     return base + ":head", base + ":log"
+
+
+def positions_key(key_prefix: str, thread_id: str) -> str:
+    """The key of ``thread_id``'s position index (in the hash slot of its head and log)."""
+    return f"{key_prefix}{{{escape_tag(thread_id)}}}:pos"
 
 
 def index_keys(key_prefix: str) -> Tuple[str, str, str]:

@@ -12,18 +12,31 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import time
+from itertools import accumulate
 from typing import Any, ContextManager, List, Optional, Sequence, Tuple
 
 from ...errors import AgentsPersistError, BackendUnavailableError
 from ...models import ThreadInfo
 from ...paging import Position
-from ...planning import PlannedWrite, PrefixMismatch, StoredHead, StoredThread, Written, conflict_error, is_expired
+from ...planning import (
+    PlannedWrite,
+    PrefixMismatch,
+    StoredHead,
+    StoredSlice,
+    StoredThread,
+    Written,
+    conflict_error,
+    is_expired,
+    resolve_slice,
+)
+from ...slices import clamp_bound
 from ...store import Store
 from ...translate import translated
-from .client import DELETE, WRITE, RedisConnection, reply_text
+from .client import DELETE, WRITE, RedisConnection, Script, reply_text
 from .index import ThreadIndex
-from .layout import HEAD_FIELDS, corrupt_head, corrupt_part, parse_counter, parse_head, thread_keys
+from .layout import HEAD_FIELDS, corrupt_head, corrupt_part, parse_counter, parse_head, positions_key, thread_keys
 
 __all__ = ["RedisStore", "STAGE_MIN_BYTES", "CHUNK_BYTES", "STAGE_TTL_MS", "log_entries"]
 
@@ -40,20 +53,32 @@ STAGE_TTL_MS = 60_000
 _APPLIED, _CONFLICT, _MISMATCH, _BAD_STAGE, _DUPLICATE, _CORRUPT, _RESENT, _GARBAGE = 1, 0, 2, 3, 4, 5, 6, 7
 
 
+#: The partial read (``scripts/slice.lua``) and the modes of its reply.
+SLICE = Script("slice.lua")
+_CUT, _BY_POSITION, _WHOLE, _NOTHING, _HEAD_TYPE, _LOG_TYPE = 0, 1, 2, 3, 4, 5
+
+
+def _entry_starts(messages: List[bytes], chunk_bytes: int) -> List[int]:
+    """The first message of each log entry ``messages`` are packed into (about ``chunk_bytes`` each)."""
+    starts: List[int] = []
+    size = 0
+    for i, blob in enumerate(messages):
+        if not starts or (size and size + len(blob) > chunk_bytes):
+            starts.append(i)
+            size = 0
+        size += len(blob)
+    return starts
+
+
 def log_entries(messages: List[bytes], chunk_bytes: int = CHUNK_BYTES) -> List[bytes]:
     """``messages`` packed into log entries of about ``chunk_bytes`` each (a message is never split)."""
-    entries: List[bytes] = []
-    group: List[bytes] = []
-    size = 0
-    for blob in messages:
-        if size and size + len(blob) > chunk_bytes:
-            entries.append(b"".join(group))
-            group, size = [], 0
-        group.append(blob)
-        size += len(blob)
-    if group:
-        entries.append(b"".join(group))
-    return entries
+    starts = _entry_starts(messages, chunk_bytes)
+    return [b"".join(messages[a:b]) for a, b in zip(starts, [*starts[1:], len(messages)])]
+
+
+def _packed(numbers: Sequence[int]) -> bytes:
+    """4-byte big-endian unsigned integers, concatenated (the position index's encoding)."""
+    return struct.pack(f">{len(numbers)}I", *numbers)
 
 
 class RedisStore(Store):
@@ -141,6 +166,50 @@ class RedisStore(Store):
             h.generation, h.applied,
         )
 
+    def read_messages(self, thread_id: str, start: Optional[int], stop: Optional[int]) -> Optional[StoredSlice]:
+        """One run of ``scripts/slice.lua``: the head and only the bytes of the slice, cut by the position index.
+
+        Threads without a valid index (stored by older releases, or appended
+        to by one) are read by position when their log holds one message per
+        entry, else whole.
+        """
+        head_key, log_key = self._keys(thread_id)
+        keys = (head_key, log_key, positions_key(self.key_prefix, thread_id))
+        bounds = tuple("" if b is None else clamp_bound(b) for b in (start, stop))
+        with self._translated(thread_id):
+            try:
+                reply = self.connection.run(SLICE, keys, bounds)
+            except self.connection.redis.exceptions.ResponseError as exc:
+                if self.connection.is_down(exc):
+                    raise
+                raise corrupt_part(thread_id, "log", exc) from None
+        mode, fields = int(reply[0]), reply[1]
+        if mode == _HEAD_TYPE:
+            raise corrupt_part(thread_id, "head", ValueError("the head is not a hash"))
+        head = parse_head(thread_id, fields[: len(HEAD_FIELDS)])
+        if head is None:
+            return None
+        if mode == _LOG_TYPE:
+            raise corrupt_part(thread_id, "log", ValueError("the log is not a list"))
+        count = head.message_count
+        lo, hi = resolve_slice(start, stop, count)
+        if mode == _NOTHING:
+            if lo != hi:
+                raise corrupt_part(thread_id, "head", ValueError(f"the entry count {fields[-1][:40]!r} does not parse"))
+            return StoredSlice(head.version, count, lo, hi, lo, b"", 0, head.expires_at)
+        first, got, data = int(reply[2]), int(reply[3]), reply[4:]
+        if mode == _WHOLE:
+            try:
+                entries = count if fields[-1] is None else parse_counter(fields[-1])
+            except ValueError as exc:
+                raise corrupt_part(thread_id, "head", exc) from None
+            if len(data) != entries:
+                raise corrupt_part(thread_id, "log", ValueError(f"{len(data)} log entries, not {entries}"))
+            return StoredSlice(head.version, count, lo, hi, 0, b"".join(data), count, head.expires_at)
+        if (first, got) != (lo, hi - lo) or len(data) != (1 if mode == _CUT else got):
+            raise corrupt_part(thread_id, "log", ValueError(f"{len(data)} parts for positions {lo} to {hi - 1}"))
+        return StoredSlice(head.version, count, lo, hi, lo, data[0] if mode == _CUT else list(data), got, head.expires_at)
+
     def read_head(self, thread_id: str) -> Optional[StoredHead]:
         head_key, _ = self._keys(thread_id)
         with self._translated(thread_id):
@@ -187,14 +256,17 @@ class RedisStore(Store):
         indexes = () if self.cluster else self.index.keys
         with self._translated(thread_id, change=True):
             reply = None
+            ends = _packed(list(accumulate(map(len, write.messages))))
+            pos_key = positions_key(self.key_prefix, thread_id)
             if write.append_from is None and sum(map(len, write.messages)) >= STAGE_MIN_BYTES:
+                starts = _entry_starts(write.messages, CHUNK_BYTES)
                 entries = log_entries(write.messages)
-                staged_args = (*args, len(entries), *expectations)
-                reply = self._write_staged(log_key, (head_key, log_key), indexes, staged_args, entries)
+                staged_args = (*args, len(entries), *expectations, ends, _packed(starts))
+                reply = self._write_staged(log_key, (head_key, log_key), (pos_key, *indexes), staged_args, entries)
             if reply is None or int(reply[0]) == _BAD_STAGE:
-                keys = (head_key, log_key, self._stage_key(log_key), *indexes)
+                keys = (head_key, log_key, self._stage_key(log_key), pos_key, *indexes)
                 entry = [b"".join(write.messages)] if write.messages else []
-                reply = self.connection.run(WRITE, keys, (*args, "", *expectations, *entry))
+                reply = self.connection.run(WRITE, keys, (*args, "", *expectations, ends, _packed([0] * len(entry)), *entry))
         status, version, generation = int(reply[0]), int(reply[1]), int(reply[2])
         if status == _CONFLICT:
             raise conflict_error(thread_id, write.expected_version, version, recreated=write.expected_version == version)
@@ -214,7 +286,7 @@ class RedisStore(Store):
         return Written(version, generation)
 
     def _write_staged(
-        self, log_key: str, keys: Tuple[str, str], indexes: Sequence[str], args: Sequence[Any], messages: List[bytes]
+        self, log_key: str, keys: Tuple[str, str], more_keys: Sequence[str], args: Sequence[Any], messages: List[bytes]
     ) -> Optional[List[Any]]:
         """Push a whole new log to a staging list and run the save script on it, in one atomic round trip.
 
@@ -230,7 +302,7 @@ class RedisStore(Store):
         pipe = client.pipeline(transaction=True)
         pipe.rpush(stage, *messages)
         pipe.pexpire(stage, STAGE_TTL_MS)
-        pipe.execute_command("EVALSHA", WRITE.sha, len(keys) + 1 + len(indexes), *keys, stage, *indexes, *args)
+        pipe.execute_command("EVALSHA", WRITE.sha, len(keys) + 1 + len(more_keys), *keys, stage, *more_keys, *args)
         result = pipe.execute(raise_on_error=False)[-1]
         if isinstance(result, self.connection.redis.exceptions.NoScriptError):
             client.delete(stage)
@@ -245,7 +317,7 @@ class RedisStore(Store):
         return f"{log_key}:stage:{os.urandom(8).hex()}"
 
     def delete(self, thread_id: str) -> bool:
-        keys: Tuple[str, ...] = self._keys(thread_id)
+        keys: Tuple[str, ...] = (*self._keys(thread_id), positions_key(self.key_prefix, thread_id))
         if not self.cluster:
             keys += self.index.keys
         with self._translated(thread_id, change=True):

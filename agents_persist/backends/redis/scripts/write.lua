@@ -1,6 +1,6 @@
 -- One save, atomically (see agents_persist.planning.PlannedWrite).
 --
--- KEYS: head, log, a fresh staging key
+-- KEYS: head, log, a fresh staging key, the log's position index
 --       [, index by update time, index by expiry, index by ID: standalone only].
 -- ARGV: [1] expected version or '', [2] append position or '' (rewrite),
 --       [3] base digest, [4] message count, [5] digest, [6] head blob,
@@ -10,7 +10,11 @@
 --       [14] '1' to keep the stored head blob of a live thread or '',
 --       [15] '' or '+' followed by the idempotency key,
 --       [16] the save's token (16 hex digits, fresh for every save),
---       [17...] the new log entries, each one or more encoded messages
+--       [17] the end of each new message, counted in bytes from the start of
+--       the first new one (4-byte big-endian unsigned integers, concatenated),
+--       [18] the first position of each new log entry, counted from the
+--       first new message (the same encoding),
+--       [19...] the new log entries, each one or more encoded messages
 --       concatenated (none when staged).
 -- Returns {status, version, generation}: status 1 (applied; the new version),
 -- 0 (version or generation conflict; the current version), 2 (the stored
@@ -37,6 +41,14 @@
 -- "<version>:<byte length of key>:<key>", concatenated without separators;
 -- t, the tokens of the last MAX_TOKENS saves, each "<token>:<version>;"
 -- (tokens are hex, so a plain search for "<token>:" finds only whole entries).
+-- Position index, for partial reads (scripts/slice.lua): the key KEYS[4]
+-- holds the end of every message in bytes from the start of the log (4-byte
+-- big-endian, one per message); head field s holds "<version>;" and the
+-- first position of every log entry (4-byte big-endian, one per entry). The
+-- index is valid only while s names the head's version and both have the
+-- right length: a save that cannot keep it (an append onto a log indexed by
+-- no one, as threads of older releases are) removes it, and the next rewrite
+-- builds it anew.
 -- The checks run in the order of agents_persist.planning.precondition:
 -- duplicate, version and generation, prefix.
 --
@@ -49,8 +61,8 @@ local MAX_APPLIED_KEYS = 32
 local MAX_TOKENS = 8
 local MAX_ENTRIES = 64
 local CHUNK_BYTES = 1048576
-local FIRST_ENTRY = 17
-local head, log, stage = KEYS[1], KEYS[2], KEYS[3]
+local FIRST_ENTRY = 19
+local head, log, stage, positions = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local staged = ARGV[11] ~= ''
 local rewrite = ARGV[2] == ''
 local forced = rewrite and ARGV[1] == ''
@@ -94,7 +106,7 @@ local function finish(status, version, generation)
   return {status, version, generation}
 end
 
-local ok, stored = pcall(redis.call, 'HMGET', head, 'v', 'n', 'd', 'e', 'g', 'a', 't', 'k')
+local ok, stored = pcall(redis.call, 'HMGET', head, 'v', 'n', 'd', 'e', 'g', 'a', 't', 'k', 's')
 local garbage = not ok
 local live = false
 local version, count, digest, generation, raw_applied, tokens, entries = 0, 0, string.rep('\0', 16), ARGV[13], '', '', 0
@@ -163,10 +175,36 @@ end
 if staged and redis.call('LLEN', stage) ~= tonumber(ARGV[11]) then
   return finish(3, version, generation)
 end
+-- Whether the stored position index describes the live log (see above).
+local indexed = count == 0
+if live and count > 0 and stored[9] then
+  local stamp, starts = string.match(stored[9], '^(%d+);()')
+  local ok_pos, pos_bytes = pcall(redis.call, 'STRLEN', positions)
+  indexed = stamp ~= nil and tonumber(stamp) == version and #stored[9] - starts + 1 == 4 * entries
+    and ok_pos and pos_bytes == 4 * count
+end
+local old_starts = ''
+if indexed and count > 0 then
+  old_starts = string.sub(stored[9], string.find(stored[9], ';', 1, true) + 1)
+end
 -- The first write to the log is one that Redis refuses when out of memory
 -- (RPUSH, never DEL first), so that a refused save changes nothing: a
 -- rewrite or a compaction builds the new log aside and renames it into place.
 local pushed = #ARGV - FIRST_ENTRY + 1
+-- Packed 4-byte integers, each plus ``base``.
+local function shifted(packed, base)
+  if base == 0 then
+    return packed
+  end
+  local out = {}
+  for i = 1, #packed, 4 do
+    out[#out + 1] = struct.pack('>I4', struct.unpack('>I4', packed, i) + base)
+  end
+  return table.concat(out)
+end
+-- What the position index becomes: nil (removed), or the entry starts (head field s) and
+-- the message ends to add (with SET if the log was rewritten or was empty, else APPEND).
+local index_starts = nil
 local function push(target, list, first, last)
   for i = first, last, 1000 do
     redis.call('RPUSH', target, unpack(list, i, math.min(i + 999, last)))
@@ -194,9 +232,18 @@ elseif entries + pushed > MAX_ENTRIES then
   end
   local limit = math.max(CHUNK_BYTES, math.floor(total / 16))
   local chunks, group, size = {}, {}, 0
+  local firsts = {}
+  if indexed then
+    local new_starts = old_starts .. shifted(ARGV[18], count)
+    for i = 1, #all do
+      firsts[i] = string.sub(new_starts, 4 * i - 3, 4 * i)
+    end
+  end
+  local chunk_starts = {firsts[1]}
   for i = 1, #all do
     if size > 0 and size + #all[i] > limit then
       chunks[#chunks + 1] = table.concat(group)
+      chunk_starts[#chunk_starts + 1] = firsts[i]
       group, size = {}, 0
     end
     group[#group + 1] = all[i]
@@ -206,6 +253,9 @@ elseif entries + pushed > MAX_ENTRIES then
   push(stage, chunks, 1, #chunks)
   redis.call('RENAME', stage, log)
   entries = #chunks
+  if indexed then
+    index_starts = table.concat(chunk_starts)
+  end
 elseif pushed > 0 then
   push(log, ARGV, FIRST_ENTRY, #ARGV)
   entries = entries + pushed
@@ -213,6 +263,27 @@ end
 if not live then
   -- A missing or expired thread starts afresh: no fields of an older incarnation stay.
   redis.call('DEL', head)
+end
+if rewrite then
+  index_starts = nil
+  if #ARGV[17] == 4 * tonumber(ARGV[4]) and #ARGV[18] == 4 * entries then
+    index_starts = ARGV[18]
+  end
+elseif indexed and index_starts == nil then
+  index_starts = old_starts .. shifted(ARGV[18], count)
+end
+if index_starts == nil then
+  redis.call('DEL', positions)
+  redis.call('HDEL', head, 's')
+elseif rewrite or count == 0 then
+  if #ARGV[17] > 0 then
+    redis.call('SET', positions, ARGV[17])
+  else
+    redis.call('DEL', positions)
+  end
+elseif #ARGV[17] > 0 then
+  local base = struct.unpack('>I4', redis.call('GETRANGE', positions, -4, -1))
+  redis.call('APPEND', positions, shifted(ARGV[17], base))
 end
 local n_tokens = select(2, string.gsub(tokens, ';', ';'))
 if n_tokens >= MAX_TOKENS then
@@ -225,6 +296,9 @@ if not live then
 end
 if not (live and ARGV[14] ~= '') then
   fields[#fields + 1], fields[#fields + 2] = 'h', ARGV[6]
+end
+if index_starts then
+  fields[#fields + 1], fields[#fields + 2] = 's', (version + 1) .. ';' .. index_starts
 end
 if key then
   local kept = {}
@@ -246,6 +320,7 @@ redis.call('HSET', head, unpack(fields))
 if ARGV[8] ~= '' then
   redis.call('PEXPIREAT', head, ARGV[9])
   redis.call('PEXPIREAT', log, ARGV[9])
+  redis.call('PEXPIREAT', positions, ARGV[9])
 else
   if had_expiry then
     redis.call('HDEL', head, 'e')
@@ -254,23 +329,26 @@ else
   if had_expiry or staged then
     redis.call('PERSIST', log)  -- a renamed staging list keeps its TTL otherwise
   end
+  if had_expiry then
+    redis.call('PERSIST', positions)
+  end
 end
-if #KEYS == 6 then
-  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[10])
+if #KEYS == 7 then
+  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[10])
   if not live then
-    redis.call('ZADD', KEYS[6], 0, ARGV[10])
+    redis.call('ZADD', KEYS[7], 0, ARGV[10])
   end
   if ARGV[8] ~= '' then
-    redis.call('ZADD', KEYS[5], ARGV[8], ARGV[10])
+    redis.call('ZADD', KEYS[6], ARGV[8], ARGV[10])
   elseif had_expiry then
-    redis.call('ZREM', KEYS[5], ARGV[10])
+    redis.call('ZREM', KEYS[6], ARGV[10])
   end
   do
-    local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ARGV[7], 'LIMIT', 0, CLEANUP_PER_SAVE)
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', ARGV[7], 'LIMIT', 0, CLEANUP_PER_SAVE)
     if #gone > 0 then
-      redis.call('ZREM', KEYS[4], unpack(gone))
       redis.call('ZREM', KEYS[5], unpack(gone))
       redis.call('ZREM', KEYS[6], unpack(gone))
+      redis.call('ZREM', KEYS[7], unpack(gone))
     end
   end
 end
