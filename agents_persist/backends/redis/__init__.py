@@ -122,7 +122,8 @@ class RedisCheckpointer(Checkpointer):
         agents:{<id>}:head        hash: v (version), n (message count), d (digest),
                                   h (todos/interrupt/metadata), u (updated_at), e (expires_at),
                                   g (generation), a (applied idempotency keys)
-        agents:{<id>}:log         list of encoded messages, in order
+        agents:{<id>}:log         list of entries of encoded messages, in order
+        agents:{<id>}:pos         string: where each message ends (the index of partial reads)
         agents:{%index}:updated   sorted set: thread ID -> updated_at (for list_threads)
         agents:{%index}:expires   sorted set: thread ID -> expires_at (threads with a TTL)
         agents:{%index}:ids       sorted set: thread ID -> 0, walked by ID (for iter_threads)

@@ -17,20 +17,11 @@ import time
 from itertools import accumulate
 from typing import Any, ContextManager, List, Optional, Sequence, Tuple
 
+from ... import planning
 from ...errors import AgentsPersistError, BackendUnavailableError
 from ...models import ThreadInfo
 from ...paging import Position
-from ...planning import (
-    PlannedWrite,
-    PrefixMismatch,
-    StoredHead,
-    StoredSlice,
-    StoredThread,
-    Written,
-    conflict_error,
-    is_expired,
-    resolve_slice,
-)
+from ...planning import PlannedWrite, PrefixMismatch, StoredHead, StoredThread, Written, conflict_error, is_expired
 from ...slices import clamp_bound
 from ...store import Store
 from ...translate import translated
@@ -166,7 +157,7 @@ class RedisStore(Store):
             h.generation, h.applied,
         )
 
-    def read_messages(self, thread_id: str, start: Optional[int], stop: Optional[int]) -> Optional[StoredSlice]:
+    def read_messages(self, thread_id: str, start: Optional[int], stop: Optional[int]) -> Optional[planning.StoredSlice]:
         """One run of ``scripts/slice.lua``: the head and only the bytes of the slice, cut by the position index.
 
         Threads without a valid index (stored by older releases, or appended
@@ -192,11 +183,11 @@ class RedisStore(Store):
         if mode == _LOG_TYPE:
             raise corrupt_part(thread_id, "log", ValueError("the log is not a list"))
         count = head.message_count
-        lo, hi = resolve_slice(start, stop, count)
+        lo, hi = planning.resolve_slice(start, stop, count)
         if mode == _NOTHING:
             if lo != hi:
                 raise corrupt_part(thread_id, "head", ValueError(f"the entry count {fields[-1][:40]!r} does not parse"))
-            return StoredSlice(head.version, count, lo, hi, lo, b"", 0, head.expires_at)
+            return planning.StoredSlice(head.version, count, lo, hi, lo, b"", 0, head.expires_at)
         first, got, data = int(reply[2]), int(reply[3]), reply[4:]
         if mode == _WHOLE:
             try:
@@ -205,10 +196,11 @@ class RedisStore(Store):
                 raise corrupt_part(thread_id, "head", exc) from None
             if len(data) != entries:
                 raise corrupt_part(thread_id, "log", ValueError(f"{len(data)} log entries, not {entries}"))
-            return StoredSlice(head.version, count, lo, hi, 0, b"".join(data), count, head.expires_at)
+            return planning.StoredSlice(head.version, count, lo, hi, 0, b"".join(data), count, head.expires_at)
         if (first, got) != (lo, hi - lo) or len(data) != (1 if mode == _CUT else got):
             raise corrupt_part(thread_id, "log", ValueError(f"{len(data)} parts for positions {lo} to {hi - 1}"))
-        return StoredSlice(head.version, count, lo, hi, lo, data[0] if mode == _CUT else list(data), got, head.expires_at)
+        messages = data[0] if mode == _CUT else list(data)
+        return planning.StoredSlice(head.version, count, lo, hi, lo, messages, got, head.expires_at)
 
     def read_head(self, thread_id: str) -> Optional[StoredHead]:
         head_key, _ = self._keys(thread_id)

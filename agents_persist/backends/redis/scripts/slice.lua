@@ -25,12 +25,9 @@ end
 local s = f[9]
 local fields = {f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]}
 
--- A counter field as a number, or nil unless it is 1 to 15 decimal digits.
+-- A counter field as a number, or nil unless it is 1 to 15 decimal digits (as write.lua reads them).
 local function counter(raw)
-  if raw and #raw <= 15 and string.match(raw, '^%d+$') then
-    return tonumber(raw)
-  end
-  return nil
+  return raw and #raw <= 15 and string.match(raw, '^%d+$') and tonumber(raw) or nil
 end
 
 local version, n = counter(f[1]), counter(f[2])
