@@ -68,6 +68,7 @@ IAM_ACTIONS = {
     "update_item": "UpdateItem",
     "delete_item": "DeleteItem",
     "batch_write_item": "BatchWriteItem",
+    "batch_get_item": "BatchGetItem",
     "transact_write_items": "PutItem",
     "create_table": "CreateTable",
     "describe_table": "DescribeTable",

@@ -17,7 +17,9 @@ One table, partition key ``thread_id`` (S), sort key ``sk`` (S):
   generation ``g`` (random per incarnation; absent on heads written before
   it existed, read as 0) and ``a``, the idempotency keys it applied with the
   version each produced (:func:`~agents_persist.codec.encode_applied`, at
-  most 32, absent when none);
+  most 32, absent when none), and ``ri`` the runs' *index* for partial reads
+  (:func:`encode_index`; absent on heads of older releases, which are then
+  read whole);
 * **chunk** items (``sk = "c<run>:<seq>"``): ``p``, a slice of a run's
   message stream, plus the TTL attribute.
 
@@ -30,6 +32,7 @@ finds every chunk its head lists has one committed version whole.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import secrets
@@ -75,6 +78,13 @@ __all__ = [
     "read_time",
     "read_bytes",
     "read_str",
+    "RunIndex",
+    "run_index",
+    "extend_index",
+    "encode_index",
+    "decode_index",
+    "covering_chunks",
+    "take_messages",
     "WRITE_DEADLINE_SECONDS",
     "ORPHAN_GRACE_SECONDS",
 ]
@@ -106,11 +116,12 @@ A_GENERATION = "g"
 A_APPLIED = "a"
 A_PENDING = "pd"
 A_GARBAGE = "gc"
+A_INDEX = "ri"
 
 #: Attribute names of the layout, which ``ttl_attribute`` must not reuse.
 RESERVED_ATTRIBUTES = frozenset(
     {PK, SK, A_VERSION, A_COUNT, A_DIGEST, A_HEAD, A_HEAD_RUN, A_UPDATED, A_EXPIRES, A_TOKEN, A_RUNS, A_KEEP, A_SHARD}
-    | {A_PAYLOAD, A_GENERATION, A_APPLIED, A_PENDING, A_GARBAGE}
+    | {A_PAYLOAD, A_GENERATION, A_APPLIED, A_PENDING, A_GARBAGE, A_INDEX}
 )
 
 #: A save that writes chunks outside a transaction must commit within this many seconds ...
@@ -164,10 +175,96 @@ class HeadState(NamedTuple):
     pending: Tuple[Run, ...] = ()
     #: Runs the commit of this head made unreferenced: its writer deletes them, the next commit again.
     garbage: Tuple[Run, ...] = ()
+    #: Per run, where its messages are (:class:`RunIndex`); None: unknown (a head of an older release).
+    positions: Optional[Tuple["RunIndex", ...]] = None
 
     def all_runs(self) -> List[Run]:
         """Every run this head references: the log's and the spilled head's."""
         return list(self.runs) + ([self.head_run] if self.head_run is not None else [])
+
+
+class RunIndex(NamedTuple):
+    """Where a run's messages are: how many it holds, and for each of its chunks but the first,
+    ``(f, o)``: ``f`` messages of the run begin before the chunk, and message ``f`` begins ``o``
+    bytes into it (its 4-byte length prefix; ``o`` may reach past the chunk, into a later one)."""
+
+    messages: int
+    chunks: Tuple[Tuple[int, int], ...]
+
+
+def _starts(stream: bytes) -> List[int]:
+    """Where each message of a message stream begins (its length prefix)."""
+    starts: List[int] = []
+    unpack = _LENGTH.unpack_from
+    offset, end = 0, len(stream)
+    while offset + 4 <= end:
+        starts.append(offset)
+        offset += 4 + unpack(stream, offset)[0]
+    return starts
+
+
+def _pieces(stream: bytes, size: int) -> Tuple[int, List[Tuple[int, int]]]:
+    """The message count of ``stream`` and ``(f, o)`` of each piece :func:`split_payload` cuts it into."""
+    starts = _starts(stream)
+    out = []
+    for piece in range(0, len(stream), size):
+        first = bisect.bisect_left(starts, piece)
+        out.append((first, (starts[first] if first < len(starts) else len(stream)) - piece))
+    return len(starts), out
+
+
+def run_index(stream: bytes, size: int) -> RunIndex:
+    """The index of a fresh run holding ``stream`` in chunks of ``size`` bytes."""
+    count, pieces = _pieces(stream, size)
+    return RunIndex(count, tuple(pieces[1:]))
+
+
+def extend_index(index: RunIndex, stream: bytes, size: int) -> RunIndex:
+    """The index of a run ``index`` describes after chunks holding ``stream`` were added to it."""
+    count, pieces = _pieces(stream, size)
+    return RunIndex(index.messages + count, index.chunks + tuple((index.messages + f, o) for f, o in pieces))
+
+
+def encode_index(index: Sequence[RunIndex]) -> str:
+    """``ri``: per run ``<messages>`` then ``:<f>.<o>`` per chunk after the first; runs joined by ``,``."""
+    return ",".join(str(run.messages) + "".join(f":{f}.{o}" for f, o in run.chunks) for run in index)
+
+
+def decode_index(text: str, runs: Sequence[Run], message_count: int) -> Optional[Tuple[RunIndex, ...]]:
+    """The index ``ri`` holds, if it describes ``runs`` and ``message_count``; None otherwise (read whole)."""
+    entries = text.split(",") if text else []
+    if len(entries) != len(runs) or len(text) > MAX_ITEM_BYTES:
+        return None
+    index = []
+    try:
+        for entry, run in zip(entries, runs):
+            count, *chunks = entry.split(":")
+            pairs = tuple((int(f), int(o)) for f, o in (chunk.split(".") for chunk in chunks))
+            if len(pairs) != run.chunks - 1 or not count.isdigit():
+                return None
+            firsts = [0, *(f for f, _ in pairs), int(count)]
+            if any(b < a for a, b in zip(firsts, firsts[1:])) or any(o < 0 for _, o in pairs):
+                return None
+            index.append(RunIndex(int(count), pairs))
+    except ValueError:
+        return None
+    return tuple(index) if sum(run.messages for run in index) == message_count else None
+
+
+def covering_chunks(index: RunIndex, lo: int, hi: int) -> Tuple[int, int, int, int]:
+    """``(first, last, f, o)``: the chunks ``first .. last`` of a run that hold its messages ``lo .. hi - 1``,
+    and the message ``f`` (at most ``lo``) that begins ``o`` bytes into chunk ``first``."""
+    firsts = [(0, 0), *index.chunks]
+    # Messages f_j .. f_(j+1) - 1 begin in chunk j.
+    bounds = [f for f, _ in firsts] + [index.messages]
+    first = next(j for j in range(len(firsts)) if bounds[j] <= lo < bounds[j + 1])
+    if hi >= index.messages:
+        last = len(firsts) - 1
+    else:
+        last = next(j for j in range(len(firsts)) if bounds[j] <= hi < bounds[j + 1])
+        if last > first and bounds[last] == hi and firsts[last][1] == 0:
+            last -= 1  # message hi begins exactly at that chunk: the one before ends the slice
+    return first, last, firsts[first][0], firsts[first][1]
 
 
 def item_key(thread_id: str, sk: str) -> Item:
@@ -256,6 +353,24 @@ def unpack_messages(stream: bytes, count: int, thread_id: str) -> List[bytes]:
         raise CorruptSnapshotError(
             f"thread {thread_id!r}: head lists {count} messages but the log holds {len(out)}", thread_id=thread_id
         )
+    return out
+
+
+def take_messages(stream: bytes, offset: int, count: int, thread_id: str) -> List[bytes]:
+    """``count`` encoded messages of a message stream, the first beginning ``offset`` bytes into it.
+
+    Raises:
+        CorruptSnapshotError: The stream ends before ``count`` whole messages.
+    """
+    out: List[bytes] = []
+    unpack = _LENGTH.unpack_from
+    end = len(stream)
+    for _ in range(count):
+        if offset + 4 > end or offset + 4 + unpack(stream, offset)[0] > end:
+            raise corrupt(thread_id, "the message log", ValueError(f"it ends before the {count} messages its index names"))
+        length = unpack(stream, offset)[0]
+        out.append(stream[offset + 4 : offset + 4 + length])
+        offset += 4 + length
     return out
 
 
@@ -433,6 +548,7 @@ def head_from_item(item: Item, thread_id: str) -> HeadState:
             applied=decode_applied(read_bytes(item, A_APPLIED), thread_id) if A_APPLIED in item else (),
             pending=_pending(item),
             garbage=decode_runs(read_str(item, A_GARBAGE))[0] if A_GARBAGE in item else (),
+            positions=decode_index(read_str(item, A_INDEX), runs, count) if A_INDEX in item else (None if runs else ()),
         )
     except (KeyError, ValueError, TypeError, OverflowError) as exc:
         raise corrupt(thread_id, "the head item", exc) from None
@@ -488,4 +604,6 @@ def head_item(thread_id: str, head: HeadState, *, ttl_attribute: str, shard: int
         item[A_APPLIED] = {"B": encode_applied(head.applied)}
     if head.garbage:
         item[A_GARBAGE] = {"S": encode_runs(head.garbage, False)}
+    if head.positions and head.runs:
+        item[A_INDEX] = {"S": encode_index(head.positions)}
     return item

@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import msgspec
 
 from ...codec import EMPTY_DIGEST
-from ...errors import AgentsPersistError, ConflictError, CorruptSnapshotError
+from ...errors import AgentsPersistError, BackendUnavailableError, ConflictError, CorruptSnapshotError
 from ...models import ThreadInfo
 from ...paging import Position, thread_info
 from ...planning import (
@@ -26,11 +26,13 @@ from ...planning import (
     PlannedWrite,
     PrefixMismatch,
     StoredHead,
+    StoredSlice,
     StoredThread,
     Written,
     enforce_precondition,
     is_expired,
     precondition,
+    resolve_slice,
 )
 from ...store import Store
 from . import table, writes
@@ -51,7 +53,9 @@ from .layout import (
     HeadState,
     Item,
     Run,
+    chunk_sk,
     corrupt,
+    covering_chunks,
     head_from_item,
     is_chunk_sk,
     item_key,
@@ -62,6 +66,7 @@ from .layout import (
     run_keys,
     run_of_sk,
     stale_chunks,
+    take_messages,
     unpack_messages,
 )
 from .table import HeadRow
@@ -175,6 +180,68 @@ class DynamoDbStore(Store):
             generation=head.generation,
             applied=head.applied,
         )
+
+    def read_messages(self, thread_id: str, start: Optional[int], stop: Optional[int]) -> Optional[StoredSlice]:
+        """A consistent ``GetItem`` of the head, then one consistent ``BatchGetItem`` of the chunk items
+        that hold the slice (found by the head's run index ``ri``).
+
+        Chunk items are written once and deleted only after a later head
+        stopped listing them, so chunks found are those of the head read; a
+        missing one means a save moved on, and the read starts again (the
+        same head twice: the thread is corrupt). Heads without an index (of
+        older releases) are read whole.
+        """
+        seen_token: Optional[str] = None
+        for _ in range(table.READ_ATTEMPTS):
+            head = self._get_head(thread_id)
+            self._heads.remember(thread_id, head, self._heads.orphans(thread_id))
+            if head is None:
+                return None
+            count = head.message_count
+            lo, hi = resolve_slice(start, stop, count)
+            if lo == hi or is_expired(head.expires_at):
+                return StoredSlice(head.version, count, lo, hi, lo, b"", 0, head.expires_at)
+            wanted = self._covering(head, lo, hi)
+            if wanted is None:
+                return super().read_messages(thread_id, start, stop)
+            chunks = table.get_chunks(self.client, thread_id, [sk for *_, keys in wanted for sk in keys])
+            blobs: List[bytes] = []
+            for base, end, skip, offset, keys in wanted:
+                parts = [chunks.get(sk) for sk in keys]
+                if any(part is None for part in parts):
+                    break
+                taken = take_messages(b"".join(parts), offset, end - skip, thread_id)  # type: ignore[arg-type]
+                blobs += taken[max(lo - base, 0) - skip :]
+            else:
+                return StoredSlice(head.version, count, lo, hi, lo, blobs, hi - lo, head.expires_at)
+            if head.token == seen_token:
+                raise CorruptSnapshotError(
+                    f"thread {thread_id!r}: a chunk item listed by version {head.version} is missing", thread_id=thread_id
+                )
+            seen_token = head.token
+        raise BackendUnavailableError(
+            f"thread {thread_id!r} was rewritten during each of {table.READ_ATTEMPTS} consistent reads; try again",
+            thread_id=thread_id,
+        )
+
+    @staticmethod
+    def _covering(head: HeadState, lo: int, hi: int) -> Optional[List[Tuple[int, int, int, int, List[str]]]]:
+        """Per run holding part of ``lo .. hi - 1``: its first position, the (run-relative) end of what is
+        read of it, the message its first chunk read begins with, that message's byte offset, and the
+        chunk keys; None: read the thread whole."""
+        if head.positions is None or len(head.positions) != len(head.runs):
+            return None
+        wanted = []
+        base = 0
+        for run, index in zip(head.runs, head.positions):
+            if base < hi and lo < base + index.messages:
+                end = min(hi - base, index.messages)
+                first, last, skip, offset = covering_chunks(index, max(lo - base, 0), end)
+                wanted.append((base, end, skip, offset, [chunk_sk(run.run_id, seq) for seq in range(first, last + 1)]))
+            base += index.messages
+        if sum(len(keys) for *_, keys in wanted) > table.BATCH_GET_MAX:
+            return None
+        return wanted
 
     def read_head(self, thread_id: str) -> Optional[StoredHead]:
         """One consistent ``GetItem`` of the head item (remembered: a save or an append starts from it)."""

@@ -11,6 +11,7 @@ walking and purging, through the sparse global secondary index or by scanning.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -56,6 +57,9 @@ __all__ = [
     "Collection",
     "TABLE_READY_TIMEOUT",
     "READ_ATTEMPTS",
+    "get_chunks",
+    "join_runs",
+    "BATCH_GET_MAX",
 ]
 
 logger = logging.getLogger(__name__)
@@ -314,6 +318,33 @@ def read_run(client: DynamoDbClient, thread_id: str, run: Run) -> Optional[bytes
         ExpressionAttributeValues={":run": {"S": chunk_prefix(run.run_id)}},
     )
     return join_runs(chunk_payloads(items, thread_id), (run,), thread_id)
+
+
+#: BatchGetItem takes at most 100 keys; a partial read needing more chunks reads the thread whole.
+BATCH_GET_MAX = 100
+BATCH_GET_ROUNDS = 10
+
+
+def get_chunks(client: DynamoDbClient, thread_id: str, sort_keys: List[str]) -> Dict[str, bytes]:
+    """The payloads of the chunk items ``sort_keys`` that exist, by one consistent ``BatchGetItem`` (and its leftovers).
+
+    Raises:
+        BackendUnavailableError: DynamoDB kept returning keys unprocessed (throttled).
+    """
+    table = client.table_name
+    request = {table: {"Keys": [item_key(thread_id, sk) for sk in sort_keys], "ConsistentRead": True}}
+    items: List[Item] = []
+    for round_ in range(BATCH_GET_ROUNDS):
+        page = client.call("batch_get_item", RequestItems=request)
+        items += page.get("Responses", {}).get(table, [])
+        request = page.get("UnprocessedKeys") or {}
+        if not request.get(table, {}).get("Keys"):
+            return chunk_payloads(items, thread_id)
+        time.sleep(random.uniform(0, min(1.0, 0.02 * 2**round_)))
+    raise BackendUnavailableError(
+        f"DynamoDB kept chunk reads of thread {thread_id!r} unprocessed (throttled)", thread_id=thread_id
+    )
+
 
 
 def list_shard(

@@ -32,13 +32,16 @@ from .layout import (
     HeadState,
     Item,
     Run,
+    RunIndex,
     checked_item,
     chunk_sk,
+    extend_index,
     head_item,
     item_size,
     new_run_id,
     pending_entry,
     run_created_at,
+    run_index,
     run_of_sk,
     shard_of,
     split_payload,
@@ -198,8 +201,11 @@ class WritePlanner:
         items: List[Item] = []
         new_runs: List[Run] = []
         uses_open = False
+        size = self.chunk_payload_bytes
+        index: Optional[List[RunIndex]]
         if head is not None and live and write.append_from is not None:
             runs, open_last = list(head.runs), head.open_run
+            index = list(head.positions) if head.positions is not None and len(head.positions) == len(runs) else None
             # The earliest chunk TTL: needs_rewrite made sure both are None or both set when runs exist.
             keep_until = (
                 chunk_ttl if not runs or head.keep_until is None or chunk_ttl is None else min(head.keep_until, chunk_ttl)
@@ -217,33 +223,43 @@ class WritePlanner:
                     ]
                     runs[-1] = Run(last.run_id, last.chunks + len(pieces))
                     uses_open = True
+                    if index is not None:
+                        index[-1] = extend_index(index[-1], stream, size)
                 else:
                     # The open run is full: compact it and the new messages into one sealed run.
-                    run, run_items = self.new_run(thread_id, read_run(last) + stream, now, chunk_ttl)
+                    data = read_run(last) + stream
+                    run, run_items = self.new_run(thread_id, data, now, chunk_ttl)
                     items += run_items
                     new_runs.append(run)
                     garbage.append(last)
                     runs[-1], open_last = run, False
+                    if index is not None:
+                        index[-1] = run_index(data, size)
             elif allow_open and small:
                 run, run_items = self.new_run(thread_id, stream, now, chunk_ttl)
                 items += run_items
                 runs.append(run)
                 open_last = uses_open = True
+                if index is not None:
+                    index.append(run_index(stream, size))
             else:
                 run, run_items = self._data_run(thread_id, stream, now, chunk_ttl, scratch)
                 items += run_items
                 new_runs.append(run)
                 runs.append(run)
                 open_last = False
+                if index is not None:
+                    index.append(run_index(stream, size))
         else:
             if head is not None:
                 garbage += head.runs
-            runs, open_last, keep_until = [], False, chunk_ttl
+            runs, open_last, keep_until, index = [], False, chunk_ttl, []
             if stream:
                 run, run_items = self._data_run(thread_id, stream, now, chunk_ttl, scratch)
                 items += run_items
                 new_runs.append(run)
                 runs.append(run)
+                index.append(run_index(stream, size))
         if head is not None and head.head_run is not None:
             garbage.append(head.head_run)
         # Runs other writers registered on ``head`` can never commit once this does: void them.
@@ -266,6 +282,7 @@ class WritePlanner:
             generation=head.generation if head is not None and live else write.new_generation,
             applied=record_applied(head.applied if head is not None and live else (), write.idempotency_key, version),
             garbage=tuple(garbage + voided),
+            positions=tuple(index) if index is not None else None,
         )
         head_item = self.head_item(thread_id, new_head)
         if item_size(head_item) > HEAD_ITEM_TARGET_BYTES:
