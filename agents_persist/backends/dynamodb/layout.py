@@ -45,6 +45,7 @@ from ...errors import CorruptSnapshotError, SnapshotTooLargeError
 
 __all__ = [
     "MAX_ITEM_BYTES",
+    "MAX_VERSION",
     "CHUNK_PAYLOAD_BYTES",
     "PK",
     "SK",
@@ -134,6 +135,8 @@ MAX_RUNS_LISTED = 1024
 MAX_RUN_CHUNKS = 1_000_000
 MAX_MESSAGES = 2**40
 MAX_COUNTER = 2**63 - 1
+#: The largest stored version a save can still increment within DynamoDB's signed 64-bit counters.
+MAX_VERSION = MAX_COUNTER - 1
 #: 10000-01-01T00:00:00Z: the first epoch second a ``datetime`` cannot hold.
 MAX_TIMESTAMP = 253402300800.0
 
@@ -534,7 +537,7 @@ def head_from_item(item: Item, thread_id: str) -> HeadState:
             raise ValueError("bad write token")
         return HeadState(
             token=token,
-            version=read_int(item, A_VERSION, 1, MAX_COUNTER),
+            version=read_int(item, A_VERSION, 1, MAX_VERSION),
             message_count=count,
             digest=digest,
             updated_at=read_time(item, A_UPDATED) if A_UPDATED in item else 0.0,

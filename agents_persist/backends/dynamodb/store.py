@@ -47,7 +47,7 @@ from .layout import (
     A_TOKEN,
     A_VERSION,
     HEAD_SK,
-    MAX_COUNTER,
+    MAX_VERSION,
     PK,
     SK,
     HeadState,
@@ -266,7 +266,7 @@ class DynamoDbStore(Store):
             return 0
         try:
             expires_at = read_time(item, A_EXPIRES) if A_EXPIRES in item else None
-            version = read_int(item, A_VERSION, 1, MAX_COUNTER)
+            version = read_int(item, A_VERSION, 1, MAX_VERSION)
         except (KeyError, ValueError, TypeError) as exc:
             raise corrupt(thread_id, "the head item", exc) from None
         return 0 if is_expired(expires_at) else version

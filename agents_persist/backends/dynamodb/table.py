@@ -27,8 +27,8 @@ from .layout import (
     A_UPDATED,
     A_VERSION,
     HEAD_SK,
-    MAX_COUNTER,
     MAX_MESSAGES,
+    MAX_VERSION,
     PK,
     SK,
     HeadState,
@@ -97,7 +97,7 @@ def head_row(item: Item) -> HeadRow:
         return HeadRow(
             read_time(item, A_UPDATED),
             thread_id,
-            read_int(item, A_VERSION, 1, MAX_COUNTER),
+            read_int(item, A_VERSION, 1, MAX_VERSION),
             read_int(item, A_COUNT, 0, MAX_MESSAGES),
             read_time(item, A_EXPIRES) if A_EXPIRES in item else None,
         )

@@ -271,3 +271,21 @@ def test_deeply_nested_message_is_corrupt(bases: Any) -> None:
             cp.load(tid)
     finally:
         cp.delete(tid)
+
+
+def test_a_version_at_the_counter_limit_is_corrupt_and_a_forced_save_repairs_it(bases: Any) -> None:
+    """A save increments the version: at 2**63 - 1 it would store 2**63, which no read accepts (found by the fuzz)."""
+
+    def change(items: List[Item]) -> None:
+        items[0]["v"] = {"N": str(2**63 - 1)}
+
+    cp, tid, _ = _mutated(bases, "small", change)
+    try:
+        with pytest.raises(CorruptSnapshotError):
+            cp.load(tid)
+        fresh = AgentStateSnapshot(messages=[AgentMessage.user("repaired")])
+        cp.save(tid, fresh, force=True)
+        loaded = cp.load(tid)
+        assert loaded == fresh and loaded is not None and loaded.version == 1
+    finally:
+        cp.delete(tid)
