@@ -25,7 +25,6 @@ from tests.backends.dynamodb.helpers import (
     assert_no_garbage,
     increment,
     raw_items,
-    referenced_sort_keys,
 )
 from tests.spec import BackendSpec
 
@@ -135,10 +134,9 @@ def test_writer_killed_at_random_points_never_leaves_a_mixed_snapshot(
             reader.close()
         assert_items_within_limits(dynamodb_client, table, tid)
     assert tags == sorted(tags) and len(set(tags)) > KILL_ROUNDS // 2
-    # Chunks of killed writers are never listed by the head; once old enough, a later write deletes them.
-    items = raw_items(dynamodb_client, table, tid)
-    unreferenced = {item["sk"]["S"] for item in items} - set(referenced_sort_keys(items))
-    assert unreferenced, "no kill landed between a save's first chunk write and its clean-up"
+    # Chunks of killed writers are registered in the head before they are written, and the next
+    # commit removes them (tests/backends/dynamodb/test_crash_debris.py counts them); whatever a kill
+    # left is never listed by the head, and once old enough a later write deletes it.
     monkeypatch.setattr(layout, "ORPHAN_GRACE_SECONDS", -1.0)
     state = dynamodb_checkpointer.load(tid)
     check_whole(state)
