@@ -66,7 +66,7 @@ def _redis(cp: Checkpointer, prefix: str) -> Debris:
     debris = Debris()
     for name in names:
         tag, _, suffix = name[len(base) :].rpartition("}")
-        if tag in heads and suffix in (":head", ":log"):
+        if tag in heads and suffix in (":head", ":log", ":pos"):  # :pos, the log's position index (partial reads)
             continue
         if int(client.pttl(name)) >= 0:
             debris.with_expiry += 1
