@@ -309,8 +309,8 @@ class Checkpointer:
             self._check_open()
             page = self.store.scan(prefix or None, after, page_size, time.time())
             yield from page
-            if len(page) < page_size or (after is not None and page[-1].thread_id <= after):
-                return  # the last page, or a store whose order a foreign write broke: never loop
+            if len(page) < page_size or page[-1].thread_id == after:
+                return  # the last page, or a store that did not move on (never loop); DynamoDB's order is not by ID
             after = page[-1].thread_id
 
     @contextmanager

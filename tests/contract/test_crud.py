@@ -436,3 +436,12 @@ def test_delete_inactive_deletes_threads_not_saved_since_the_cutoff(checkpointer
         checkpointer.delete_inactive(datetime(2020, 1, 1))
     with pytest.raises(InvalidArgumentError):
         checkpointer.delete_inactive(cutoff, batch_size=0)
+
+
+def test_iter_threads_walks_every_thread_once_in_small_pages(checkpointer: Checkpointer, prefix: str) -> None:
+    """Pages of 3 over 25 threads: every thread once, whatever the store's stable order (DynamoDB's is not by ID)."""
+    ids = {f"{prefix}walk-{i:02d}" for i in range(25)}
+    for tid in ids:
+        checkpointer.save(tid, AgentStateSnapshot(messages=[AgentMessage.user(tid)]))
+    walked = [info.thread_id for info in checkpointer.iter_threads(prefix + "walk-", page_size=3)]
+    assert sorted(walked) == sorted(ids)
