@@ -15,7 +15,7 @@ clients or mutexes implements ``_after_fork_in_child`` (and, if it must,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from .models import ThreadInfo
 from .paging import Position
@@ -70,10 +70,12 @@ class Store(ABC):
         if stored is None:
             return None
         first, end = resolve_slice(start, stop, stored.message_count)
-        messages = stored.messages if isinstance(stored.messages, bytes) else stored.messages[first:end]
-        offset = 0 if isinstance(stored.messages, bytes) else first
-        count = stored.message_count if isinstance(stored.messages, bytes) else end - first
-        return StoredSlice(stored.version, stored.message_count, first, end, offset, messages, count, stored.expires_at)
+        covered: Union[bytes, List[bytes]]
+        if isinstance(stored.messages, bytes):  # one stream: hand it all over, the checkpointer cuts the slice
+            covered, offset, count = stored.messages, 0, stored.message_count
+        else:
+            covered, offset, count = stored.messages[first:end], first, end - first
+        return StoredSlice(stored.version, stored.message_count, first, end, offset, covered, count, stored.expires_at)
 
     def read_version(self, thread_id: str) -> int:
         """The stored version, 0 if missing or expired (stores may answer it more cheaply)."""
