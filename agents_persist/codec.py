@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union, 
 import msgspec
 
 from .errors import CorruptSnapshotError, SerializationError, UnsupportedFormatError
-from .models import AgentMessage, AgentStateSnapshot, HitlInterrupt, TodoItem, decode_arguments
+from .models import ROLES, AgentMessage, AgentStateSnapshot, HitlInterrupt, TodoItem, ToolCall, decode_arguments
 
 __all__ = [
     "FORMAT_VERSION",
@@ -142,6 +142,9 @@ def _explain_not_json_like(value: Any, where: str, thread_id: Optional[str]) -> 
     raise AssertionError(f"{where}: the fast JSON-like check and the walk disagree")  # pragma: no cover
 
 
+_get_role = attrgetter("role")
+_ROLES = frozenset(ROLES)
+_TOOL_CALL_ONLY = {ToolCall}
 _get_content = attrgetter("content")
 _get_metadata = attrgetter("metadata")
 _get_tool_calls = attrgetter("tool_calls")
@@ -204,7 +207,7 @@ def _all_json_like_at(value: Any, depth: int) -> bool:
 
 def _message_is_valid(m: Any) -> bool:
     """:func:`_batch_is_valid` for one message, with direct attribute checks."""
-    if type(m) is not AgentMessage:
+    if type(m) is not AgentMessage or type(m.role) is not str or m.role not in _ROLES:
         return False
     metadata, extra, calls = m.metadata, m.extra, m.tool_calls
     if type(metadata) is not dict or type(extra) is not dict or type(calls) is not tuple:
@@ -218,7 +221,9 @@ def _message_is_valid(m: Any) -> bool:
     if (metadata and not _small_json_like(metadata)) or (extra and not _small_json_like(extra)):
         return False
     for call in calls:
-        if type(call.id) is not str or type(call.name) is not str or type(call.arguments) is not dict:
+        if type(call) is not ToolCall or type(call.id) is not str or type(call.name) is not str:
+            return False
+        if type(call.arguments) is not dict:
             return False
         if call.arguments and not _small_json_like(call.arguments):
             return False
@@ -229,6 +234,9 @@ def _batch_is_valid(messages: Sequence[Any]) -> bool:
     """Whether every message can be stored and loaded back as it is, checked field by field over the whole batch."""
     if set(map(type, messages)) != {AgentMessage}:
         return False
+    roles = list(map(_get_role, messages))
+    if set(map(type, roles)) != _STR_KEYS or not set(roles) <= _ROLES:
+        return False
     metadata = list(map(_get_metadata, messages))
     extras = list(map(_get_extra, messages))
     calls_per_message = list(map(_get_tool_calls, messages))
@@ -237,6 +245,8 @@ def _batch_is_valid(messages: Sequence[Any]) -> bool:
     if not set(map(type, chain.from_iterable(map(_get_optional_strs, messages)))) <= _OPTIONAL_STR:
         return False
     calls = list(chain.from_iterable(calls_per_message))
+    if calls and set(map(type, calls)) != _TOOL_CALL_ONLY:
+        return False
     arguments = list(map(_get_arguments, calls))
     if calls and (
         set(map(type, chain.from_iterable(map(_get_call_names, calls)))) != {str} or set(map(type, arguments)) != {dict}
@@ -256,6 +266,8 @@ def _check_message(message: Any, index: int, thread_id: Optional[str]) -> None:
 
 
 def _explain_bad_message(message: AgentMessage, where: str, thread_id: Optional[str]) -> None:
+    if message.role not in ROLES:
+        raise SerializationError(f"{where}.role is {message.role!r}, not one of {ROLES}", thread_id=thread_id)
     for field in _OPTIONAL_STR_FIELDS:
         value = getattr(message, field)
         if value is not None and type(value) is not str:
@@ -268,7 +280,9 @@ def _explain_bad_message(message: AgentMessage, where: str, thread_id: Optional[
         ensure_json_like(value, f"{where}.{field}", thread_id)
     if type(message.tool_calls) is not tuple:
         raise SerializationError(f"{where}.tool_calls is a {type(message.tool_calls).__name__}, not a tuple", thread_id=thread_id)
-    for call in message.tool_calls:
+    for i, call in enumerate(message.tool_calls):
+        if type(call) is not ToolCall:
+            raise SerializationError(f"{where}.tool_calls[{i}] is a {type(call).__name__}, not a ToolCall", thread_id=thread_id)
         call_where = f"{where}.tool_calls[{call.id!r}]"
         if type(call.id) is not str or type(call.name) is not str:
             raise SerializationError(f"{call_where} needs a str id and name", thread_id=thread_id)
@@ -285,9 +299,9 @@ def _explain_bad_message(message: AgentMessage, where: str, thread_id: Optional[
 def check_messages(messages: Sequence[Any], start: int = 0, thread_id: Optional[str] = None) -> None:
     """Raise :class:`SerializationError` unless every message can be stored and loaded back as it is.
 
-    Construction already checked what a frozen message cannot change later
-    (its role, its tool calls' types); what can change, or was never
-    checked, is checked here for the whole batch at once. Only a batch that
+    Everything is checked, for the whole batch at once: construction checks
+    the role and the tool calls' types, but ``msgspec.structs.replace`` and
+    ``force_setattr`` go around it. Only a batch that
     fails is looked at message by message, to name the culprit.
     """
     if len(messages) <= _PER_MESSAGE_BATCH:
@@ -449,15 +463,19 @@ def decode_message_stream(data: bytes, count: int, thread_id: Optional[str] = No
     return cast(List[AgentMessage], messages)
 
 
-def decode_messages(blobs: Iterable[bytes], thread_id: Optional[str] = None) -> List[AgentMessage]:
+def decode_messages(
+    blobs: Iterable[bytes], thread_id: Optional[str] = None, *, joined: Optional[bytes] = None
+) -> List[AgentMessage]:
     """Decode stored messages (one blob each) in order, in one msgspec call.
 
-    If that fails, each blob is decoded on its own so the error says exactly
-    what is wrong (corrupt, or written by a newer format).
+    ``joined`` is ``b"".join(blobs)`` when the caller has it already (a
+    thread's log is large: joining it twice costs as much as the checks).
+    If decoding fails, each blob is decoded on its own so the error says
+    exactly what is wrong (corrupt, or written by a newer format).
     """
     blobs = blobs if isinstance(blobs, list) else list(blobs)
     try:
-        return decode_message_stream(b"".join(blobs), len(blobs), thread_id)
+        return decode_message_stream(b"".join(blobs) if joined is None else joined, len(blobs), thread_id)
     except CorruptSnapshotError:
         for blob in blobs:
             decode_message(blob, thread_id)

@@ -16,6 +16,13 @@ Both are also untracked by Python's cyclic garbage collector (msgspec's
 and tracking them made loads 10-30% slower through collector passes. A
 message can only be part of a reference cycle if its own JSON-like content
 is made to contain it, which nothing stored can express.
+
+Both check their fields when built by calling the class (and by
+:meth:`AgentMessage.replace`), not when msgspec decodes them: the decoder
+already type-checks every field (the role is a ``Literal``, tool calls are
+``ToolCall`` structs), and running a Python ``__post_init__`` on each decoded
+message was a third of the cost of a load. What a save writes is checked
+again in full (:func:`agents_persist.codec.check_messages`).
 """
 
 from __future__ import annotations
@@ -57,7 +64,21 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class ToolCall(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+class _CheckedWhenBuilt(msgspec.StructMeta):
+    """Calls a struct's ``_check()`` after it is built by calling its class; decoding skips it.
+
+    msgspec runs ``__post_init__`` on decode too, where the typed decoder has
+    already checked the same fields; this metaclass keeps the check for
+    objects built in code (where the fields are not type-checked) only.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__call__(*args, **kwargs)
+        obj._check()
+        return obj
+
+
+class ToolCall(msgspec.Struct, metaclass=_CheckedWhenBuilt, frozen=True, omit_defaults=True, gc=False):
     """A tool (function) call requested by the assistant.
 
     ``arguments`` is the decoded argument object. ``raw_arguments`` is the
@@ -80,7 +101,8 @@ class ToolCall(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     arguments: Dict[str, JsonValue] = {}
     raw_arguments: Optional[str] = None
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
+        """Fill ``arguments`` from ``raw_arguments``, or check that they agree (when built, not when decoded)."""
         raw = self.raw_arguments
         if raw is None:
             return
@@ -91,6 +113,12 @@ class ToolCall(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
             raise InvalidArgumentError(
                 f"tool call {self.id!r}: raw_arguments and arguments disagree (pass raw_arguments=None to keep only arguments)"
             )
+
+    def replace(self, **changes: Any) -> "ToolCall":
+        """Return a copy with ``changes`` applied, checked like a new call (change both argument forms, or drop one)."""
+        call = msgspec.structs.replace(self, **changes)
+        call._check()
+        return call
 
     def to_openai(self) -> Dict[str, Any]:
         """Return the OpenAI chat ``tool_calls`` entry for this call (``raw_arguments`` when present)."""
@@ -119,7 +147,7 @@ def decode_arguments(raw: Any, call_id: Any) -> Dict[str, JsonValue]:
     return arguments
 
 
-class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+class AgentMessage(msgspec.Struct, metaclass=_CheckedWhenBuilt, frozen=True, omit_defaults=True, gc=False):
     """One message of a conversation.
 
     ``content`` is text, or structured JSON-like data (for example a list of
@@ -150,7 +178,8 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     #: converter reads and writes only its own key (see :doc:`/integrations/formats`).
     extra: Dict[str, JsonValue] = {}
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
+        """Refuse an unknown role or tool calls that are not :class:`ToolCall` (when built, not when decoded)."""
         if self.role not in ROLES:
             raise InvalidArgumentError(f"message role must be one of {ROLES}, not {self.role!r}")
         for call in self.tool_calls:
@@ -188,8 +217,10 @@ class AgentMessage(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
         return cls(role="tool", content=content, tool_call_id=tool_call_id, **fields)
 
     def replace(self, **changes: Any) -> "AgentMessage":
-        """Return a copy with ``changes`` applied (messages are immutable)."""
-        return msgspec.structs.replace(self, **changes)
+        """Return a copy with ``changes`` applied (messages are immutable), checked like a new message."""
+        message = msgspec.structs.replace(self, **changes)
+        message._check()
+        return message
 
     def to_openai(self) -> Dict[str, Any]:
         """Return this message as an OpenAI chat dict (``metadata`` is not included).

@@ -176,8 +176,9 @@ class Writer:
                 thread_id=thread_id,
             )
         else:
-            messages = codec.decode_messages(stored.messages, thread_id)
+            # Joined once: the same bytes are decoded and kept as the provenance's encoding.
             encoded = b"".join(stored.messages)
+            messages = codec.decode_messages(stored.messages, thread_id, joined=encoded)
         head = codec.decode_head(stored.head, thread_id)
         provenance = Provenance(
             thread_id,

@@ -334,7 +334,20 @@ SCHEMA_VIOLATIONS = {
     "extra-not-json-like": lambda: AgentStateSnapshot(messages=[AgentMessage.user("hi", extra={"openai": {"audio": {1, 2}}})]),
     "extra-non-str-key": lambda: AgentStateSnapshot(messages=[AgentMessage.user("hi", extra={"responses": {1: "x"}})]),
     "raw-arguments-changed-in-place": lambda: AgentStateSnapshot(messages=[_assistant_with_arguments_changed_in_place()]),
+    # construction checks role and tool call types; these go around it, so the codec checks them too
+    "role-replaced-around-the-check": lambda: AgentStateSnapshot(
+        messages=[msgspec.structs.replace(AgentMessage.user("hi"), role="usr")]  # type: ignore[arg-type]
+    ),
+    "role-unhashable": lambda: AgentStateSnapshot(messages=[_forced(AgentMessage.user("hi"), "role", ["user"])]),
+    "tool-call-a-dict": lambda: AgentStateSnapshot(
+        messages=[_forced(AgentMessage.assistant(""), "tool_calls", ({"id": "c1", "name": "f"},))]
+    ),
 }
+
+
+def _forced(message: AgentMessage, field: str, value: Any) -> AgentMessage:
+    msgspec.structs.force_setattr(message, field, value)
+    return message
 
 
 def _assistant_with_arguments_changed_in_place() -> AgentMessage:
