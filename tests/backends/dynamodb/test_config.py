@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
 from agents_persist import (
+    AgentMessage,
     AgentStateSnapshot,
     ConfigurationError,
     DynamoDbCheckpointer,
@@ -79,27 +83,31 @@ def test_create_table_refuses_a_table_with_another_key_schema(dynamodb_server: A
         dynamodb_client.delete_table(TableName=table)
 
 
-def test_denied_action_raises_configuration_error_naming_table_and_iam_action(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """moto enforces IAM after its first N requests: set up a user allowed to read but not to write."""
-    import json
+def _documented_actions() -> List[str]:
+    """The actions of the IAM policy docs/backends/dynamodb.rst says every checkpointer needs (its first JSON block)."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "backends" / "dynamodb.rst").read_text()
+    lines = text.split(".. code-block:: json", 1)[1].splitlines()[2:]
+    body = [line for line in itertools.takewhile(lambda line: line.startswith("   ") or not line.strip(), lines)]
+    actions: List[str] = json.loads("\n".join(body))["Statement"][0]["Action"]
+    return actions
 
+
+@contextmanager
+def _user_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, actions: List[str]) -> Iterator[Tuple[Any, str, Dict[str, str]]]:
+    """A moto server enforcing IAM, a table on it, and the credentials of a user allowed only ``actions``."""
     import boto3
 
+    # moto enforces IAM after its first N requests: the user and the table are set up within them.
     monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "4")
     server = SerializedMotoServer.start(tmp_path)
     monkeypatch.delenv("INITIAL_NO_AUTH_ACTION_COUNT")
     try:
         admin = {"endpoint_url": server.endpoint_url, "region_name": "us-east-1", **CREDENTIALS}
         iam = boto3.client("iam", **admin)
-        iam.create_user(UserName="reader")
-        key = iam.create_access_key(UserName="reader")["AccessKey"]
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:Query"], "Resource": "*"}],
-        }
-        iam.put_user_policy(UserName="reader", PolicyName="read-only", PolicyDocument=json.dumps(policy))
+        iam.create_user(UserName="agent")
+        key = iam.create_access_key(UserName="agent")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+        iam.put_user_policy(UserName="agent", PolicyName="agent", PolicyDocument=json.dumps(policy))
         table = unique_table("iam")
         boto3.client("dynamodb", **admin).create_table(
             TableName=table,
@@ -110,20 +118,47 @@ def test_denied_action_raises_configuration_error_naming_table_and_iam_action(
                 {"AttributeName": "sk", "AttributeType": "S"},
             ],
         )
-        cp = from_url(
-            dynamodb_url(server, table),
-            aws_access_key_id=key["AccessKeyId"],
-            aws_secret_access_key=key["SecretAccessKey"],
-            list_index=None,
-        )
+        yield server, table, {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+    finally:
+        server.stop()
+
+
+def test_denied_action_raises_configuration_error_naming_table_and_iam_action(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _user_with(tmp_path, monkeypatch, ["dynamodb:GetItem", "dynamodb:Query"]) as (server, table, key):
+        cp = from_url(dynamodb_url(server, table), list_index=None, **key)
         try:
             assert cp.load("t") is None  # GetItem/Query are allowed
             with pytest.raises(ConfigurationError, match=rf"{table}.*dynamodb:PutItem"):
                 cp.save("t", AgentStateSnapshot())
             with pytest.raises(ConfigurationError, match=rf"{table}.*dynamodb:Scan"):
                 cp.list_threads()
-            assert key["SecretAccessKey"] not in repr(cp)
+            assert key["aws_secret_access_key"] not in repr(cp)
         finally:
             cp.close()
-    finally:
-        server.stop()
+
+
+def test_the_documented_policy_allows_every_save_load_append_and_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails on the policy documented before: a save too big for one transaction registers its runs by UpdateItem."""
+    # AWS authorizes a TransactWriteItems by the actions of its items (PutItem here); moto asks for one of its own.
+    actions = [*_documented_actions(), "dynamodb:TransactWriteItems"]
+    with _user_with(tmp_path, monkeypatch, actions) as (server, table, key):
+        cp = from_url(dynamodb_url(server, table), list_index=None, **key)
+        assert isinstance(cp, DynamoDbCheckpointer)
+        cp.store.planner.chunk_payload_bytes = 2_000  # many chunk items per save ...
+        cp.store.planner.transaction_max_bytes = 8_000  # ... and a big save outside one transaction
+        try:
+            history = [AgentMessage.user(f"message {i} " + "x" * 300) for i in range(10)]
+            assert cp.save("t", AgentStateSnapshot(messages=history)) == 1
+            assert cp.append("t", [AgentMessage.assistant("ok")]) == 2
+            state = cp.load("t")
+            assert state is not None and [m.content for m in state.messages] == [m.content for m in history] + ["ok"]
+            state.messages = [AgentMessage.user(f"rewritten {i} " + "y" * 300) for i in range(60)]
+            assert cp.save("t", state) == 3  # a rewrite bigger than the transaction budget: runs registered first
+            assert [m.content for m in cp.load_messages("t", 58, None)] == [f"rewritten {i} " + "y" * 300 for i in (58, 59)]
+            assert cp.delete("t") and cp.load("t") is None
+        finally:
+            cp.close()
