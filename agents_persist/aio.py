@@ -38,6 +38,7 @@ from .errors import CheckpointerClosedError, ConflictError, InvalidArgumentError
 from .ids import validate_thread_id
 from .models import AgentMessage, AgentStateSnapshot, ThreadInfo, ThreadPage
 from .planning import backoff
+from .runtime.closing import AsyncClosing
 
 __all__ = ["AsyncCheckpointer", "AsyncUpdateFn", "Attempt", "Attempts"]
 
@@ -57,7 +58,7 @@ def _pool_size(checkpointer: Checkpointer) -> int:
     return size if isinstance(size, int) and size > 0 else DEFAULT_MAX_WORKERS
 
 
-class AsyncCheckpointer:
+class AsyncCheckpointer(AsyncClosing):
     """Wraps any :class:`Checkpointer` so its calls can be awaited.
 
     Args:
@@ -269,17 +270,6 @@ class AsyncCheckpointer:
             self._closed = True
             if self._own_executor:
                 self._executor.shutdown(wait=False)
-
-    async def __aenter__(self) -> "AsyncCheckpointer":
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"AsyncCheckpointer({self.checkpointer!r})"

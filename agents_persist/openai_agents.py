@@ -38,8 +38,7 @@ Needs the OpenAI Agents SDK (``pip install "agents_persist[openai-agents]"``);
 from __future__ import annotations
 
 import json
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Type, Union, cast
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union, cast
 
 import msgspec
 
@@ -57,6 +56,7 @@ from .formats._common import as_mapping
 from .formats.openai_responses import from_responses, to_responses
 from .ids import validate_thread_id
 from .models import AgentMessage, AgentStateSnapshot
+from .runtime.closing import AsyncClosing
 
 if TYPE_CHECKING:
     import agents.items
@@ -129,7 +129,7 @@ class _Empty(Exception):
     """Raised inside pop_item's update function: nothing to pop, write nothing."""
 
 
-class Session:
+class Session(AsyncClosing):
     """An Agents SDK session (``Runner.run(agent, input, session=...)``) stored in a checkpointer.
 
     Args:
@@ -232,17 +232,6 @@ class Session:
         """Shut down the private ``AsyncCheckpointer`` this session made (if any); never closes a checkpointer."""
         if self._own_adapter:
             await self.checkpointer.close()
-
-    async def __aenter__(self) -> "Session":
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"Session({self.session_id!r}, {self.checkpointer!r})"
