@@ -87,7 +87,7 @@ def _documented_actions() -> List[str]:
     """The actions of the IAM policy docs/backends/dynamodb.rst says every checkpointer needs (its first JSON block)."""
     text = (Path(__file__).resolve().parents[3] / "docs" / "backends" / "dynamodb.rst").read_text()
     lines = text.split(".. code-block:: json", 1)[1].splitlines()[2:]
-    body = [line for line in itertools.takewhile(lambda line: line.startswith("   ") or not line.strip(), lines)]
+    body = list(itertools.takewhile(lambda line: line.startswith("   ") or not line.strip(), lines))
     actions: List[str] = json.loads("\n".join(body))["Statement"][0]["Action"]
     return actions
 
