@@ -266,6 +266,9 @@ def _check_message(message: Any, index: int, thread_id: Optional[str]) -> None:
 
 
 def _explain_bad_message(message: AgentMessage, where: str, thread_id: Optional[str]) -> None:
+    if type(message.role) is not str:
+        # A str subclass (an enum member) equal to a role passes construction, but the batch check wants a str.
+        raise SerializationError(f"{where}.role is a {type(message.role).__name__}, not a str", thread_id=thread_id)
     if message.role not in ROLES:
         raise SerializationError(f"{where}.role is {message.role!r}, not one of {ROLES}", thread_id=thread_id)
     for field in _OPTIONAL_STR_FIELDS:

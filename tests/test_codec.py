@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import sqlite3
 from datetime import date, datetime, timezone
@@ -339,10 +340,17 @@ SCHEMA_VIOLATIONS = {
         messages=[msgspec.structs.replace(AgentMessage.user("hi"), role="usr")]  # type: ignore[arg-type]
     ),
     "role-unhashable": lambda: AgentStateSnapshot(messages=[_forced(AgentMessage.user("hi"), "role", ["user"])]),
+    "role-a-str-enum": lambda: AgentStateSnapshot(messages=[AgentMessage(role=_Role.USER, content="hi")]),  # type: ignore[arg-type]
     "tool-call-a-dict": lambda: AgentStateSnapshot(
         messages=[_forced(AgentMessage.assistant(""), "tool_calls", ({"id": "c1", "name": "f"},))]
     ),
 }
+
+
+class _Role(str, enum.Enum):
+    """A role an application might keep as an enum: equal to "user", but not a str."""
+
+    USER = "user"
 
 
 def _forced(message: AgentMessage, field: str, value: Any) -> AgentMessage:
