@@ -61,10 +61,14 @@ def _entry_starts(messages: List[bytes], chunk_bytes: int) -> List[int]:
     return starts
 
 
+def _joined_entries(messages: List[bytes], starts: List[int]) -> List[bytes]:
+    """The log entries that begin at message positions ``starts`` (from :func:`_entry_starts`)."""
+    return [b"".join(messages[a:b]) for a, b in zip(starts, [*starts[1:], len(messages)])]
+
+
 def log_entries(messages: List[bytes], chunk_bytes: int = CHUNK_BYTES) -> List[bytes]:
     """``messages`` packed into log entries of about ``chunk_bytes`` each (a message is never split)."""
-    starts = _entry_starts(messages, chunk_bytes)
-    return [b"".join(messages[a:b]) for a, b in zip(starts, [*starts[1:], len(messages)])]
+    return _joined_entries(messages, _entry_starts(messages, chunk_bytes))
 
 
 def _packed(numbers: Sequence[int]) -> bytes:
@@ -248,11 +252,12 @@ class RedisStore(Store):
         indexes = () if self.cluster else self.index.keys
         with self._translated(thread_id, change=True):
             reply = None
-            ends = _packed(list(accumulate(map(len, write.messages))))
+            message_ends = list(accumulate(map(len, write.messages)))
+            ends = _packed(message_ends)
             pos_key = positions_key(self.key_prefix, thread_id)
-            if write.append_from is None and sum(map(len, write.messages)) >= STAGE_MIN_BYTES:
+            if write.append_from is None and message_ends and message_ends[-1] >= STAGE_MIN_BYTES:
                 starts = _entry_starts(write.messages, CHUNK_BYTES)
-                entries = log_entries(write.messages)
+                entries = _joined_entries(write.messages, starts)
                 staged_args = (*args, len(entries), *expectations, ends, _packed(starts))
                 reply = self._write_staged(log_key, (head_key, log_key), (pos_key, *indexes), staged_args, entries)
             if reply is None or int(reply[0]) == _BAD_STAGE:
