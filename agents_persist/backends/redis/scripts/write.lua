@@ -175,17 +175,17 @@ end
 if staged and redis.call('LLEN', stage) ~= tonumber(ARGV[11]) then
   return finish(3, version, generation)
 end
--- Whether the stored position index describes the live log (see above).
+-- Whether the stored position index describes the live log (see above), and its entry starts.
 local indexed = count == 0
+local old_starts = ''
 if live and count > 0 and stored[9] then
   local stamp, starts = string.match(stored[9], '^(%d+);()')
   local ok_pos, pos_bytes = pcall(redis.call, 'STRLEN', positions)
   indexed = stamp ~= nil and tonumber(stamp) == version and #stored[9] - starts + 1 == 4 * entries
     and ok_pos and pos_bytes == 4 * count
-end
-local old_starts = ''
-if indexed and count > 0 then
-  old_starts = string.sub(stored[9], string.find(stored[9], ';', 1, true) + 1)
+  if indexed then
+    old_starts = string.sub(stored[9], starts)
+  end
 end
 -- The first write to the log is one that Redis refuses when out of memory
 -- (RPUSH, never DEL first), so that a refused save changes nothing: a
