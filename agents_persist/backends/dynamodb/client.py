@@ -23,7 +23,9 @@ botocore; the request reached the server).
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 import zlib
 from contextlib import contextmanager
 from functools import partial
@@ -35,7 +37,14 @@ from ...runtime import forking
 from ...translate import translated
 from .layout import PK, SK
 
-__all__ = ["DynamoDbClient", "COMMITTING_OPERATIONS", "error_code", "maybe_applied_once", "require_boto3"]
+__all__ = [
+    "DynamoDbClient",
+    "COMMITTING_OPERATIONS",
+    "error_code",
+    "maybe_applied_once",
+    "require_boto3",
+    "wait_before_unprocessed_retry",
+]
 
 _ACCESS_CODES = frozenset(
     {
@@ -131,6 +140,11 @@ def maybe_applied_once(landed: Callable[[], bool], thread_id: str) -> Iterator[N
             raise
         message = f"{exc} (an earlier request may have been applied)"
         raise BackendUnavailableError(message, thread_id=thread_id, maybe_applied=True) from exc
+
+
+def wait_before_unprocessed_retry(round_: int) -> None:
+    """Sleep before re-sending what a batch call left unprocessed (throttling): full jitter, at most 1 s."""
+    time.sleep(random.uniform(0, min(1.0, 0.02 * 2**round_)))
 
 
 def require_boto3() -> None:

@@ -369,9 +369,9 @@ def take_messages(stream: bytes, offset: int, count: int, thread_id: str) -> Lis
     unpack = _LENGTH.unpack_from
     end = len(stream)
     for _ in range(count):
-        if offset + 4 > end or offset + 4 + unpack(stream, offset)[0] > end:
+        length = unpack(stream, offset)[0] if offset + 4 <= end else None
+        if length is None or offset + 4 + length > end:
             raise corrupt(thread_id, "the message log", ValueError(f"it ends before the {count} messages its index names"))
-        length = unpack(stream, offset)[0]
         out.append(stream[offset + 4 : offset + 4 + length])
         offset += 4 + length
     return out

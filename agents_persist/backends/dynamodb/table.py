@@ -11,14 +11,13 @@ walking and purging, through the sparse global secondary index or by scanning.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from ...errors import BackendUnavailableError, ConfigurationError, CorruptSnapshotError
 from ...paging import Position
 from ...planning import is_expired
-from .client import DynamoDbClient
+from .client import DynamoDbClient, wait_before_unprocessed_retry
 from .layout import (
     A_COUNT,
     A_EXPIRES,
@@ -340,11 +339,10 @@ def get_chunks(client: DynamoDbClient, thread_id: str, sort_keys: List[str]) -> 
         request = page.get("UnprocessedKeys") or {}
         if not request.get(table, {}).get("Keys"):
             return chunk_payloads(items, thread_id)
-        time.sleep(random.uniform(0, min(1.0, 0.02 * 2**round_)))
+        wait_before_unprocessed_retry(round_)
     raise BackendUnavailableError(
         f"DynamoDB kept chunk reads of thread {thread_id!r} unprocessed (throttled)", thread_id=thread_id
     )
-
 
 
 def list_shard(

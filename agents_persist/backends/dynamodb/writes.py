@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 from ...errors import AgentsPersistError, BackendUnavailableError, SnapshotTooLargeError
 from ...planning import PlannedWrite, record_applied
 from . import layout
-from .client import DynamoDbClient, error_code
+from .client import DynamoDbClient, error_code, wait_before_unprocessed_retry
 from .layout import (
     A_EXPIRES,
     A_PAYLOAD,
@@ -444,7 +444,7 @@ def batch_write(client: DynamoDbClient, thread_id: str, requests: List[Dict[str,
             pending = page.get("UnprocessedItems", {}).get(table, [])
             if not pending:
                 break
-            time.sleep(random.uniform(0, min(1.0, 0.02 * 2**round_)))
+            wait_before_unprocessed_retry(round_)
         else:
             raise BackendUnavailableError(
                 f"DynamoDB kept {len(pending)} writes of thread {thread_id!r} unprocessed (throttled)",
